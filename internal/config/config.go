@@ -1,0 +1,348 @@
+// Package config turns the TOML configuration file into typed, validated
+// settings with defaults, and reports every problem with the key (and line)
+// it belongs to.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration. The zero value is not useful: start from
+// Default() or Load.
+type Config struct {
+	// AuthservID names this host in Authentication-Results (RFC 8601 §2.2).
+	// Empty means the host name.
+	AuthservID string `toml:"authserv_id"`
+
+	Milter Milter `toml:"milter"`
+	DNS    DNS    `toml:"dns"`
+	Log    Log    `toml:"log"`
+	Policy Policy `toml:"policy"`
+	SPF    SPF    `toml:"spf"`
+	DKIM   DKIM   `toml:"dkim"`
+	DMARC  DMARC  `toml:"dmarc"`
+}
+
+// Milter holds the sockets and session limits of the milter server.
+type Milter struct {
+	Listen          []string `toml:"listen"`
+	SocketMode      string   `toml:"socket_mode"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	MaxHeaderBytes  int      `toml:"max_header_bytes"`
+	MaxHeaders      int      `toml:"max_headers"`
+}
+
+// DNS configures the one resolver all checks share.
+type DNS struct {
+	Servers   []string `toml:"servers"`
+	Timeout   Duration `toml:"timeout"`
+	Attempts  int      `toml:"attempts"`
+	CacheSize int      `toml:"cache_size"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Policy holds the local decisions that are not about one protocol.
+type Policy struct {
+	IgnoreHosts       []string `toml:"ignore_hosts"`
+	SkipAuthenticated bool     `toml:"skip_authenticated"`
+}
+
+// SPF configures the RFC 7208 checks.
+type SPF struct {
+	Enabled           bool     `toml:"enabled"`
+	CheckHELO         bool     `toml:"check_helo"`
+	Timeout           Duration `toml:"timeout"`
+	ReceivedSPFHeader bool     `toml:"received_spf_header"`
+	FailAction        string   `toml:"fail_action"`
+	PermerrorAction   string   `toml:"permerror_action"`
+}
+
+// DKIM configures verification (RFC 6376, RFC 8301, RFC 8463).
+type DKIM struct {
+	Enabled       bool     `toml:"enabled"`
+	MinRSABits    int      `toml:"min_rsa_bits"`
+	MaxSignatures int      `toml:"max_signatures"`
+	ClockDrift    Duration `toml:"clock_drift"`
+}
+
+// DMARC configures evaluation (RFC 9989) and the disposition.
+type DMARC struct {
+	Enabled           bool     `toml:"enabled"`
+	Mode              string   `toml:"mode"`
+	MultiFrom         string   `toml:"multi_from"`
+	MaxAuthorDomains  int      `toml:"max_author_domains"`
+	RejectText        string   `toml:"reject_text"`
+	Quarantine        string   `toml:"quarantine"`
+	Monitor           bool     `toml:"monitor"`
+	TempError         string   `toml:"temperror"`
+	IgnoreFromDomains []string `toml:"ignore_from_domains"`
+	TrustedForwarders []string `toml:"trusted_forwarders"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("2s", "5m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. \"2s\" or \"5m\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the embedded defaults: what `authmilter serve` runs on
+// without -config. config.example.toml documents the same values.
+func Default() *Config {
+	return &Config{
+		Milter: Milter{
+			Listen:          []string{"inet:127.0.0.1:8893"},
+			SocketMode:      "0660",
+			IdleTimeout:     Duration{10 * time.Minute},
+			ShutdownTimeout: Duration{30 * time.Second},
+			MaxHeaderBytes:  1 << 20,
+			MaxHeaders:      1000,
+		},
+		DNS:    DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000},
+		Log:    Log{Level: "info", Format: "text"},
+		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true},
+		SPF: SPF{Enabled: true, CheckHELO: true, Timeout: Duration{20 * time.Second},
+			FailAction: "none", PermerrorAction: "none"},
+		DKIM: DKIM{Enabled: true, MinRSABits: 1024, MaxSignatures: 5, ClockDrift: Duration{300 * time.Second}},
+		DMARC: DMARC{
+			Enabled:           true,
+			Mode:              "rfc9989",
+			MultiFrom:         "evaluate-each",
+			MaxAuthorDomains:  5,
+			RejectText:        "Email rejected per DMARC policy for {domain}",
+			Quarantine:        "hold",
+			TempError:         "accept",
+			IgnoreFromDomains: []string{},
+			TrustedForwarders: []string{},
+		},
+	}
+}
+
+// Error is one problem in a configuration file.
+type Error struct {
+	Key  string // dotted key, e.g. "dns.timeout"; empty for syntax errors
+	Line int    // 1-based line in the file, 0 when unknown
+	Msg  string
+}
+
+func (e Error) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, "%s: ", e.Key)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file. Load returns it so that a
+// postmaster fixes them all in one pass.
+type Errors []Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and validates the file at path on top of the defaults.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes TOML text on top of the defaults and validates the result.
+// The error, if any, is of type Errors.
+func Parse(data []byte) (*Config, error) {
+	c := Default()
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, decodeErrors(err)
+	}
+	if errs := c.Validate(); len(errs) > 0 {
+		lines := keyLines(data)
+		for i := range errs {
+			errs[i].Line = lines[errs[i].Key]
+		}
+		return nil, errs
+	}
+	return c, nil
+}
+
+func decodeErrors(err error) Errors {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var es Errors
+		for i := range strict.Errors {
+			de := &strict.Errors[i]
+			line, _ := de.Position()
+			es = append(es, Error{Key: strings.Join(de.Key(), "."), Line: line, Msg: "unknown option"})
+		}
+		return es
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		return Errors{{Key: strings.Join(de.Key(), "."), Line: line, Msg: msg}}
+	}
+	return Errors{{Msg: err.Error()}}
+}
+
+// keyLines maps each dotted key to the line it is set on, so that
+// validation errors can point into the file. It reads only the simple
+// "[table]" and "key =" forms our config uses.
+func keyLines(data []byte) map[string]int {
+	m := map[string]int{}
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		s := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"):
+			table = strings.Trim(s, "[] ")
+		case strings.Contains(s, "=") && !strings.HasPrefix(s, "#"):
+			k := strings.TrimSpace(s[:strings.Index(s, "=")])
+			if table != "" {
+				k = table + "." + k
+			}
+			if _, ok := m[k]; !ok {
+				m[k] = i + 1
+			}
+		}
+	}
+	return m
+}
+
+// Validate checks values that TOML types cannot: ranges, enumerations,
+// addresses. It returns every problem found.
+func (c *Config) Validate() Errors {
+	var es Errors
+	bad := func(key, format string, args ...any) {
+		es = append(es, Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+
+	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"") {
+		bad("authserv_id", "%q must be a plain host name or token", c.AuthservID)
+	}
+	if len(c.Milter.Listen) == 0 {
+		bad("milter.listen", "at least one socket is needed")
+	}
+	for _, l := range c.Milter.Listen {
+		if _, err := ParseSocket(l); err != nil {
+			bad("milter.listen", "%v", err)
+		}
+	}
+	if m, err := strconv.ParseUint(c.Milter.SocketMode, 8, 32); err != nil || m > 0o777 {
+		bad("milter.socket_mode", "%q is not an octal file mode like \"0660\"", c.Milter.SocketMode)
+	}
+	if c.Milter.IdleTimeout.Duration < time.Second {
+		bad("milter.idle_timeout", "must be at least 1s")
+	}
+	if c.Milter.ShutdownTimeout.Duration < 0 {
+		bad("milter.shutdown_timeout", "must not be negative")
+	}
+	if c.Milter.MaxHeaderBytes < 1024 {
+		bad("milter.max_header_bytes", "must be at least 1024")
+	}
+	if c.Milter.MaxHeaders < 10 {
+		bad("milter.max_headers", "must be at least 10")
+	}
+	for _, s := range c.DNS.Servers {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			if net.ParseIP(s) == nil {
+				bad("dns.servers", "%q is not an IP address or ADDRESS:PORT", s)
+			}
+		}
+	}
+	if c.DNS.Timeout.Duration <= 0 {
+		bad("dns.timeout", "must be positive")
+	}
+	if c.DNS.Attempts < 1 || c.DNS.Attempts > 10 {
+		bad("dns.attempts", "must be between 1 and 10")
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	for _, h := range c.Policy.IgnoreHosts {
+		if _, err := ParseHostMatcher(h); err != nil {
+			bad("policy.ignore_hosts", "%v", err)
+		}
+	}
+	if c.SPF.Timeout.Duration <= 0 {
+		bad("spf.timeout", "must be positive")
+	}
+	oneOf("spf.fail_action", c.SPF.FailAction, "none", "reject")
+	oneOf("spf.permerror_action", c.SPF.PermerrorAction, "none", "reject")
+	if c.DKIM.MinRSABits < 512 || c.DKIM.MinRSABits > 8192 {
+		bad("dkim.min_rsa_bits", "must be between 512 and 8192")
+	}
+	if c.DKIM.MaxSignatures < 1 || c.DKIM.MaxSignatures > 100 {
+		bad("dkim.max_signatures", "must be between 1 and 100")
+	}
+	if c.DKIM.ClockDrift.Duration < 0 {
+		bad("dkim.clock_drift", "must not be negative")
+	}
+	oneOf("dmarc.mode", c.DMARC.Mode, "rfc9989", "rfc7489")
+	oneOf("dmarc.multi_from", c.DMARC.MultiFrom, "evaluate-each", "reject", "skip")
+	if c.DMARC.MaxAuthorDomains < 1 || c.DMARC.MaxAuthorDomains > 50 {
+		bad("dmarc.max_author_domains", "must be between 1 and 50")
+	}
+	if strings.TrimSpace(c.DMARC.RejectText) == "" || strings.ContainsAny(c.DMARC.RejectText, "\r\n") {
+		bad("dmarc.reject_text", "must be one non-empty line")
+	}
+	oneOf("dmarc.quarantine", c.DMARC.Quarantine, "hold", "header")
+	oneOf("dmarc.temperror", c.DMARC.TempError, "accept", "tempfail")
+	for _, d := range c.DMARC.IgnoreFromDomains {
+		if d == "" || strings.ContainsAny(d, " \t@") {
+			bad("dmarc.ignore_from_domains", "%q is not a domain name", d)
+		}
+	}
+	for _, h := range c.DMARC.TrustedForwarders {
+		if _, err := ParseHostMatcher(h); err != nil {
+			bad("dmarc.trusted_forwarders", "%v", err)
+		}
+	}
+	return es
+}

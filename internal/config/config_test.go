@@ -1,0 +1,139 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The example file documents every option with its default: parsing it must
+// give exactly Default(), and every option of the struct must appear in it.
+func TestExampleFileIsDefaults(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		t.Fatalf("config.example.toml: %v", err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("config.example.toml differs from Default():\n got %+v\nwant %+v", c, Default())
+	}
+	lines := keyLines(data)
+	for _, k := range allKeys(reflect.TypeOf(Config{}), "") {
+		if _, ok := lines[k]; !ok {
+			t.Errorf("option %s is not in config.example.toml", k)
+		}
+	}
+}
+
+func allKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("toml")
+		if prefix != "" {
+			name = prefix + "." + name
+		}
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+			keys = append(keys, allKeys(f.Type, name)...)
+			continue
+		}
+		keys = append(keys, name)
+	}
+	return keys
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		key        string
+		line       int
+		msg        string
+	}{
+		{"unknown key", "[dns]\ntimeout = \"1s\"\nfoo = 1\n", "dns.foo", 3, "unknown option"},
+		{"unknown table", "[nope]\nx = 1\n", "nope", 1, "unknown option"},
+		{"wrong type", "[dns]\nattempts = \"two\"\n", "dns.attempts", 2, ""},
+		{"bad duration", "[dns]\ntimeout = \"soon\"\n", "dns.timeout", 2, "not a duration"},
+		{"zero attempts", "[dns]\n\nattempts = 0\n", "dns.attempts", 3, "between 1 and 10"},
+		{"bad enum", "[dmarc]\nmode = \"rfc7490\"\n", "dmarc.mode", 2, "not one of"},
+		{"bad socket", "[milter]\nlisten = [\"tcp6:foo\"]\n", "milter.listen", 2, "unknown socket type"},
+		{"bad ignore", "[policy]\nignore_hosts = [\"10.0.0.0/33\"]\n", "policy.ignore_hosts", 2, "not an IP"},
+		{"bad mode", "[milter]\nsocket_mode = \"rw\"\n", "milter.socket_mode", 2, "octal"},
+		{"syntax", "[dns\n", "", 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.toml))
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("want Errors, got %v", err)
+			}
+			e := es[0]
+			if e.Key != tt.key || e.Line != tt.line || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("got %+v (%q), want key %q line %d msg ~%q", e, e.Error(), tt.key, tt.line, tt.msg)
+			}
+		})
+	}
+}
+
+func TestParseSocket(t *testing.T) {
+	tests := []struct {
+		in, network, addr string
+		ok                bool
+	}{
+		{"inet:127.0.0.1:8893", "tcp", "127.0.0.1:8893", true},
+		{"inet:8893@127.0.0.1", "tcp", "127.0.0.1:8893", true},
+		{"inet:8893@localhost", "tcp", "localhost:8893", true},
+		{"inet6:[::1]:8893", "tcp", "[::1]:8893", true},
+		{"inet6:8893@[::1]", "tcp", "[::1]:8893", true},
+		{"inet:8893", "tcp", ":8893", true},
+		{"unix:/run/am.sock", "unix", "/run/am.sock", true},
+		{"local:/run/am.sock", "unix", "/run/am.sock", true},
+		{"/run/am.sock", "unix", "/run/am.sock", true},
+		{"unix:relative.sock", "", "", false},
+		{"inet:127.0.0.1:0", "", "", false},
+		{"inet:127.0.0.1:70000", "", "", false},
+		{"inet6:[127.0.0.1]:25", "", "", false},
+		{"tcp6:x", "", "", false},
+		{"nonsense", "", "", false},
+	}
+	for _, tt := range tests {
+		s, err := ParseSocket(tt.in)
+		if (err == nil) != tt.ok || s.Network != tt.network || s.Address != tt.addr {
+			t.Errorf("ParseSocket(%q) = %+v, %v", tt.in, s, err)
+		}
+	}
+}
+
+func TestHostList(t *testing.T) {
+	l, err := ParseHostList([]string{"127.0.0.0/8", "::1", "192.0.2.7", "relay.example.org", ".fwd.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ip, host string
+		want     bool
+	}{
+		{"127.0.0.5", "", true},
+		{"::ffff:127.0.0.1", "", true},
+		{"::1", "", true},
+		{"192.0.2.7", "", true},
+		{"192.0.2.8", "", false},
+		{"198.51.100.1", "RELAY.example.org.", true},
+		{"198.51.100.1", "x.relay.example.org", false},
+		{"198.51.100.1", "a.b.fwd.example", true},
+		{"198.51.100.1", "fwd.example", true},
+		{"198.51.100.1", "notfwd.example", false},
+		{"198.51.100.1", "[198.51.100.1]", false},
+	}
+	for _, tt := range tests {
+		if got := l.Match(netip.MustParseAddr(tt.ip), tt.host); got != tt.want {
+			t.Errorf("Match(%s, %q) = %v", tt.ip, tt.host, got)
+		}
+	}
+}
