@@ -1,0 +1,215 @@
+// Package authres writes and reads the Authentication-Results header field
+// (RFC 8601): one folded header value from a list of results, and the
+// authserv-id of an existing field so that forged ones can be removed.
+//
+// go-msgauth's authres package does no folding, no comments and no free-form
+// properties such as header.b or policy.dmarc, so we write the field here.
+package authres
+
+import (
+	"strings"
+)
+
+// Result is one resinfo of RFC 8601 §2.2: method=result (reason) props…
+type Result struct {
+	Method string // "spf", "dkim", "dmarc"
+	Value  string // "pass", "fail", …
+	Reason string // written as a comment after the result; "" for none
+	Props  []Prop
+}
+
+// Prop is one ptype.property=pvalue (RFC 8601 §2.3).
+type Prop struct {
+	Key   string // e.g. "smtp.mailfrom", "header.d"
+	Value string
+}
+
+// HeaderName is the field name we add and remove.
+const HeaderName = "Authentication-Results"
+
+// MaxLine is the line length folding aims for (RFC 5322 §2.1.1 SHOULD 78).
+const MaxLine = 78
+
+// Format returns the field value for authservID and results, folded with
+// CRLF + TAB before each result and, within a result, before a property
+// that would pass MaxLine. The value has no leading space and no trailing
+// CRLF. With no results it is "authserv-id; none" (RFC 8601 §2.2).
+func Format(authservID string, results []Result) string {
+	var b strings.Builder
+	b.WriteString(quoteIfNeeded(authservID))
+	b.WriteByte(';')
+	if len(results) == 0 {
+		b.WriteString(" none")
+		return b.String()
+	}
+	for i, r := range results {
+		b.WriteString("\r\n\t")
+		lineLen := 8 // a TAB counts as up to 8 columns
+		word := func(w string) {
+			if lineLen > 8 {
+				if lineLen+1+len(w) > MaxLine {
+					b.WriteString("\r\n\t")
+					lineLen = 8
+				} else {
+					b.WriteByte(' ')
+					lineLen++
+				}
+			}
+			b.WriteString(w)
+			lineLen += len(w)
+		}
+		word(token(r.Method) + "=" + token(r.Value))
+		if r.Reason != "" {
+			word(Comment(r.Reason))
+		}
+		for _, p := range r.Props {
+			word(token(p.Key) + "=" + PValue(p.Value))
+		}
+		if i < len(results)-1 {
+			b.WriteByte(';')
+		}
+	}
+	return b.String()
+}
+
+// Comment returns s as an RFC 5322 comment: parentheses and backslashes
+// escaped, control characters replaced by spaces.
+func Comment(s string) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for _, c := range clean(s) {
+		if c == '(' || c == ')' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// PValue writes a property value: as is when it is a token, an
+// addr-spec-like local@domain or a domain, otherwise as a quoted-string.
+func PValue(s string) string {
+	s = clean(s)
+	if s == "" {
+		return `""`
+	}
+	safe := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || strings.IndexByte(`()<>,;:\"/[]?=`, c) >= 0 {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return quote(s)
+}
+
+func quoteIfNeeded(s string) string { return PValue(s) }
+
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// token keeps method, result and property names to the token characters
+// RFC 8601 allows; they come from our own code, so this only guards typos.
+func token(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>,;:\"/[]?=`, r) {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// clean replaces control characters (and invalid UTF-8) with spaces and
+// collapses the result to one line.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == 0xFFFD {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// ServID returns the authserv-id of an Authentication-Results field value
+// (RFC 8601 §2.2), lowercased for comparison. It is lenient on purpose: a
+// malformed field that starts with our id must still be found and removed
+// (§5), so it reads the first token or quoted-string after any leading
+// whitespace and comments, and stops at ';', whitespace or '('.
+func ServID(value string) string {
+	s := skipCFWS(value)
+	if strings.HasPrefix(s, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				if i+1 < len(s) {
+					i++
+					b.WriteByte(s[i])
+				}
+			case '"':
+				return strings.ToLower(b.String())
+			default:
+				b.WriteByte(s[i])
+			}
+		}
+		return strings.ToLower(b.String())
+	}
+	end := strings.IndexAny(s, "; \t\r\n(")
+	if end < 0 {
+		end = len(s)
+	}
+	return strings.ToLower(strings.TrimSuffix(s[:end], "."))
+}
+
+// skipCFWS skips folding white space and (nested) comments.
+func skipCFWS(s string) string {
+	for {
+		s = strings.TrimLeft(s, " \t\r\n")
+		if !strings.HasPrefix(s, "(") {
+			return s
+		}
+		depth := 0
+		i := 0
+	loop:
+		for ; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+				if depth == 0 {
+					i++
+					break loop
+				}
+			}
+		}
+		if depth != 0 {
+			return ""
+		}
+		s = s[i:]
+	}
+}
+
+// SameServID reports whether an A-R value carries authservID (compared
+// case-insensitively, ignoring a trailing dot).
+func SameServID(value, authservID string) bool {
+	id := ServID(value)
+	return id != "" && id == strings.ToLower(strings.TrimSuffix(authservID, "."))
+}
