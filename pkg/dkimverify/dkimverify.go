@@ -1,0 +1,215 @@
+// Package dkimverify verifies the DKIM signatures (RFC 6376) of one inbound
+// message while its body streams through the milter, and returns one plain
+// Result per signature for the Authentication-Results header and for DMARC.
+//
+// The cryptography and canonicalization are go-msgauth's (dkim.VerifyWithOptions,
+// fed through an io.Pipe); this package adds what a receiving MTA needs
+// around it: the message's context for key lookups, RFC 8301 policy (no
+// rsa-sha1, a configurable minimum RSA key size), x=/t= checks against a
+// configurable clock with drift, a cap on verified signatures that still
+// reports the others, and statuses named as in RFC 8601 §2.7.1.
+package dkimverify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// Status is a DKIM result as named by RFC 8601 §2.7.1.
+type Status string
+
+const (
+	StatusPass      Status = "pass"      // signature verified
+	StatusFail      Status = "fail"      // body hash or signature did not verify
+	StatusNeutral   Status = "neutral"   // signature could not be processed for other reasons
+	StatusPolicy    Status = "policy"    // signature not acceptable here (RFC 8301, local limits)
+	StatusTempError Status = "temperror" // key lookup failed temporarily; may pass later
+	StatusPermError Status = "permerror" // no key, revoked key, malformed key or signature, expired
+	StatusNone      Status = "none"      // message not signed (never in a Result; for callers)
+)
+
+// Errors found in Result.Err, for callers that want more than the Status.
+var (
+	ErrTooManySignatures = errors.New("dkimverify: not verified: too many signatures")
+	ErrSHA1              = errors.New("dkimverify: rsa-sha1 not accepted")
+	ErrKeyTooSmall       = errors.New("dkimverify: RSA key too small")
+	ErrExpired           = errors.New("dkimverify: signature expired")
+	ErrFutureTimestamp   = errors.New("dkimverify: signature timestamp in the future")
+	ErrBadTimestamps     = errors.New("dkimverify: malformed t= or x=")
+	ErrAborted           = errors.New("dkimverify: verification aborted")
+	ErrInternal          = errors.New("dkimverify: verification failed")
+)
+
+// Result is the outcome for one DKIM-Signature field.
+type Result struct {
+	Status     Status
+	Domain     string // d=, lowercased
+	Identifier string // i= as in the signature; "" if absent
+	Selector   string // s=
+	Algorithm  string // a=, lowercased, e.g. "rsa-sha256", "ed25519-sha256"
+	BPrefix    string // first 8+ characters of b= (RFC 6008 header.b), unique within the message
+	KeyBits    int    // RSA key size; 0 if unknown or not RSA
+	Reason     string // short human reason for anything but pass, e.g. "body hash mismatch"
+	Err        error  // underlying error; nil on pass
+}
+
+// Options tune verification. A nil *Options, or a zero field, means the default.
+type Options struct {
+	// MinRSABits is the smallest RSA key accepted (default 1024; RFC 8301
+	// §3.2 forbids less, so smaller values act as 1024).
+	MinRSABits int
+	// MaxSignatures is how many signatures are verified per message
+	// (default 5). The rest are reported with StatusPolicy.
+	MaxSignatures int
+	// ClockDrift is the tolerance for x= and t= (default 300s; negative
+	// means none).
+	ClockDrift time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() Options {
+	var d Options
+	if o != nil {
+		d = *o
+	}
+	if d.MinRSABits < 1024 {
+		d.MinRSABits = 1024
+	}
+	if d.MaxSignatures <= 0 {
+		d.MaxSignatures = 5
+	}
+	switch {
+	case d.ClockDrift == 0:
+		d.ClockDrift = 300 * time.Second
+	case d.ClockDrift < 0:
+		d.ClockDrift = 0
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return d
+}
+
+// TXTResolver is the DNS the verifier needs. Errors must be *net.DNSError
+// (IsNotFound for NXDOMAIN/NODATA, IsTemporary or IsTimeout otherwise).
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Verifier verifies one message. It is fed by one goroutine (Write, then
+// Results or Abort); it is not for concurrent Writes.
+type Verifier struct {
+	opts   Options
+	sigs   []sigTags
+	keys   *keyLookups
+	pw     *io.PipeWriter
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Set by the verification goroutine before done is closed.
+	verifs []*dkim.Verification
+	err    error
+
+	endOnce    sync.Once
+	resultOnce sync.Once
+	results    []Result
+}
+
+// Start begins verification of a message whose complete header block (each
+// field "Name:value\r\n" byte-exact, see AppendField, then the empty line
+// "\r\n") is header. The header is copied. If it has no DKIM-Signature field,
+// no goroutine is started and Results returns nil (the caller reports
+// dkim=none). Otherwise key lookups start at once, through r, bound to ctx.
+func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verifier {
+	v := &Verifier{opts: o.withDefaults()}
+	for _, f := range splitHeader(header) {
+		if strings.EqualFold(f.name, "DKIM-Signature") {
+			v.sigs = append(v.sigs, parseSignature(f.value))
+		}
+	}
+	if len(v.sigs) == 0 {
+		return v
+	}
+
+	hdr := make([]byte, 0, len(header)+4)
+	hdr = append(hdr, header...)
+	switch {
+	case bytes.HasSuffix(hdr, []byte("\r\n\r\n")) || bytes.Equal(hdr, []byte("\r\n")):
+	case bytes.HasSuffix(hdr, []byte("\r\n")):
+		hdr = append(hdr, '\r', '\n')
+	default:
+		hdr = append(hdr, "\r\n\r\n"...)
+	}
+
+	ctx, v.cancel = context.WithCancel(ctx)
+	v.keys = &keyLookups{ctx: ctx, r: r, answers: make(map[string]keyAnswer)}
+	v.done = make(chan struct{})
+	pr, pw := io.Pipe()
+	v.pw = pw
+	go v.run(io.MultiReader(bytes.NewReader(hdr), pr), pr)
+	return v
+}
+
+func (v *Verifier) run(msg io.Reader, pr *io.PipeReader) {
+	defer func() {
+		if p := recover(); p != nil {
+			v.verifs, v.err = nil, fmt.Errorf("%w: panic: %v", ErrInternal, p)
+		}
+		// Verification may end before the body does (a permerror found
+		// before hashing): closing the reader makes later Writes return at
+		// once instead of blocking.
+		pr.CloseWithError(errDone)
+		close(v.done)
+	}()
+	v.verifs, v.err = dkim.VerifyWithOptions(msg, &dkim.VerifyOptions{
+		LookupTXT:        v.keys.lookup,
+		MaxVerifications: v.opts.MaxSignatures,
+	})
+}
+
+var errDone = errors.New("dkimverify: verification finished")
+
+// Write passes a chunk of the body (CRLF line ends, as received). It blocks
+// until the verifier has consumed the chunk, so memory stays bounded; it
+// never fails: after the verification has ended or failed it discards.
+func (v *Verifier) Write(body []byte) (int, error) {
+	if v.pw != nil {
+		_, _ = v.pw.Write(body) // an error only means nobody reads any more
+	}
+	return len(body), nil
+}
+
+// Results ends the body, waits for the verification and returns one Result
+// per DKIM-Signature field, in header order; nil if there was none.
+func (v *Verifier) Results() []Result {
+	if v.pw == nil {
+		return nil
+	}
+	v.endOnce.Do(func() { _ = v.pw.Close() })
+	<-v.done
+	v.cancel()
+	v.resultOnce.Do(v.buildResults)
+	out := make([]Result, len(v.results))
+	copy(out, v.results)
+	return out
+}
+
+// Abort releases the verification of a message that will not be finished:
+// key lookups are cancelled and the body reader sees an error, so the
+// goroutine ends soon without Results being called. Abort does not wait.
+func (v *Verifier) Abort() {
+	if v.pw == nil {
+		return
+	}
+	v.cancel()
+	v.endOnce.Do(func() { _ = v.pw.CloseWithError(ErrAborted) })
+}

@@ -1,0 +1,167 @@
+package dkimverify
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AppendField appends one header field to dst exactly as it appeared in the
+// message, rebuilt from what the milter protocol hands over when the
+// leading-space option is negotiated: name + ":" + value + "\r\n", where value
+// keeps its leading whitespace and folds arrive as bare "\n". Every bare "\n"
+// in value (one not preceded by "\r") becomes "\r\n", so that a c=simple
+// header signature (RFC 6376 §3.4.1) sees the bytes the signer saw.
+func AppendField(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ':')
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c == '\n' && (i == 0 || value[i-1] != '\r') {
+			dst = append(dst, '\r')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '\r', '\n')
+}
+
+// field is one header field as found in the header block: its name (trimmed)
+// and its raw value (everything after the first colon, folds included).
+type field struct {
+	name  string
+	value string
+}
+
+// splitHeader cuts a header block into fields the way go-msgauth does
+// (continuation lines start with SP or HTAB, RFC 5322 §2.2.3), so that the
+// n-th DKIM-Signature found here is the n-th one go-msgauth verifies. It stops
+// at the first empty line.
+func splitHeader(h []byte) []field {
+	var fields []field
+	for len(h) > 0 {
+		line := h
+		if i := bytes.IndexByte(h, '\n'); i >= 0 {
+			line, h = h[:i+1], h[i+1:]
+		} else {
+			h = nil
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if len(trimmed) == 0 {
+			break
+		}
+		if (trimmed[0] == ' ' || trimmed[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1].value += string(line)
+			continue
+		}
+		name, value, _ := strings.Cut(string(line), ":")
+		fields = append(fields, field{name: strings.TrimSpace(name), value: value})
+	}
+	return fields
+}
+
+// sigTags is what this package reads itself from a DKIM-Signature field, for
+// reporting and for the checks go-msgauth does not make.
+type sigTags struct {
+	domain     string // d=, whitespace removed, case kept
+	identifier string // i=
+	selector   string // s=
+	algorithm  string // a=, lowercased
+	b          string // b=, whitespace removed
+	t, x       int64  // t= and x= in Unix seconds
+	hasT, hasX bool
+	badTime    bool // t= or x= present but not a number
+}
+
+// parseTags reads a tag=value list (RFC 6376 §3.2). It is lenient on purpose:
+// malformed lists are go-msgauth's to reject (as permerror); this only
+// collects what can be reported.
+func parseTags(s string) map[string]string {
+	tags := make(map[string]string)
+	for _, part := range strings.Split(s, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := tags[k]; dup {
+			continue
+		}
+		tags[k] = strings.TrimSpace(v)
+	}
+	return tags
+}
+
+// stripFWS removes all folding whitespace, as RFC 6376 §3.2 allows it inside
+// base64 and list values.
+func stripFWS(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\r', '\n':
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func parseSignature(value string) sigTags {
+	tags := parseTags(value)
+	st := sigTags{
+		domain:     stripFWS(tags["d"]),
+		identifier: stripFWS(tags["i"]),
+		selector:   stripFWS(tags["s"]),
+		algorithm:  strings.ToLower(stripFWS(tags["a"])),
+		b:          stripFWS(tags["b"]),
+	}
+	if v, ok := tags["t"]; ok {
+		n, err := strconv.ParseInt(stripFWS(v), 10, 64)
+		st.t, st.hasT, st.badTime = n, err == nil, st.badTime || err != nil
+	}
+	if v, ok := tags["x"]; ok {
+		n, err := strconv.ParseInt(stripFWS(v), 10, 64)
+		st.x, st.hasX, st.badTime = n, err == nil, st.badTime || err != nil
+	}
+	return st
+}
+
+// keyName is the DNS name go-msgauth queries for this signature
+// (RFC 6376 §3.6.2.1), lowercased for use as a map key.
+func (st sigTags) keyName() string {
+	return strings.ToLower(st.selector + "._domainkey." + st.domain)
+}
+
+// unixTime converts seconds to a time, clamping values that time.Unix cannot
+// represent sensibly (a huge x= means "never expires" in practice).
+func unixTime(sec int64) time.Time {
+	const maxSec = 1 << 40
+	if sec > maxSec {
+		sec = maxSec
+	}
+	return time.Unix(sec, 0)
+}
+
+// bPrefixes returns, for each b= value, its first 8 characters, or more where
+// needed to tell it apart from another signature of the same message
+// (RFC 6008 §4: header.b "SHOULD be at least 8 characters" and long enough
+// to be unique among the message's signatures).
+func bPrefixes(bs []string) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		n := min(8, len(b))
+		for n < len(b) {
+			clash := false
+			for j, o := range bs {
+				if j != i && o != b && strings.HasPrefix(o, b[:n]) {
+					clash = true
+					break
+				}
+			}
+			if !clash {
+				break
+			}
+			n++
+		}
+		out[i] = b[:n]
+	}
+	return out
+}
