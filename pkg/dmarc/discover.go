@@ -1,0 +1,348 @@
+package dmarc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+// Resolver is the DNS this package needs. Errors must be *net.DNSError
+// (possibly wrapped): IsNotFound for NXDOMAIN/NODATA; anything else counts as
+// a temporary failure.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	// DomainExists is false only on NXDOMAIN (RFC 8020).
+	DomainExists(ctx context.Context, name string) (bool, error)
+}
+
+// Mode selects how the Organizational Domain and the policy are found.
+type Mode string
+
+const (
+	// ModeRFC9989 is the DNS tree walk of RFC 9989 §4.10 (the default).
+	ModeRFC9989 Mode = "rfc9989"
+	// ModeRFC7489 uses the Public Suffix List (ICANN section) and the pct
+	// tag as RFC 7489 §3.2 and §6.6.3 describe.
+	ModeRFC7489 Mode = "rfc7489"
+)
+
+// Discovery methods as named in RFC 9990 aggregate reports.
+const (
+	MethodTreeWalk = "treewalk"
+	MethodPSL      = "psl"
+)
+
+// maxWalkQueries is the tree-walk query cap of RFC 9989 §4.10.
+const maxWalkQueries = 8
+
+// Errors of policy discovery.
+var (
+	// ErrNoPolicy: no DMARC Policy Record applies to the Author Domain; the
+	// DMARC mechanism does not apply (RFC 9989 §5.3.2), result "none".
+	ErrNoPolicy = errors.New("dmarc: no DMARC policy record")
+	// ErrTemporary wraps DNS failures (SERVFAIL, timeouts, ...) during
+	// discovery: the result is "temperror" (RFC 9989 §4.10.1, §5.3.6).
+	ErrTemporary = errors.New("dmarc: temporary DNS failure")
+)
+
+// Discovery is the outcome of policy discovery for one Author Domain.
+type Discovery struct {
+	AuthorDomain string
+	// PolicyDomain is where Record was found: the Author Domain, its
+	// Organizational Domain or its Public Suffix Domain.
+	PolicyDomain string
+	// OrgDomain is the Organizational Domain of the Author Domain.
+	OrgDomain string
+	Record    *Record
+	Method    string // MethodTreeWalk or MethodPSL
+	// NonExistent is true when the Author Domain was checked and does not
+	// exist (NXDOMAIN), which selects np. It is only checked when the record
+	// came from a parent domain and has an np tag.
+	NonExistent bool
+	// Queries lists the names asked, in order, for explanations.
+	Queries []string
+	// Skipped lists names whose TXT answer held several DMARC records and
+	// was therefore ignored (RFC 9989 §4.10 step 2).
+	Skipped []string
+}
+
+// Published returns the policy that applies to the Author Domain ("" for no
+// DMARC processing, see Record.Applicable).
+func (d *Discovery) Published() Policy {
+	if d == nil || d.Record == nil {
+		return ""
+	}
+	return d.Record.Applicable(d.PolicyDomain != d.AuthorDomain, d.NonExistent)
+}
+
+// found is one valid DMARC record met during a walk.
+type found struct {
+	domain string
+	rec    *Record
+}
+
+// walker runs queries and records them.
+type walker struct {
+	r       Resolver
+	queries []string
+	skipped []string
+}
+
+// lookup fetches the single DMARC record at _dmarc.<domain>. It returns nil
+// (no error) when there is none, or several (RFC 9989 §4.10 step 2: all are
+// then discarded). Only TXT strings beginning "v=DMARC1" count.
+func (w *walker) lookup(ctx context.Context, domain string) (*Record, error) {
+	name := "_dmarc." + domain + "."
+	w.queries = append(w.queries, strings.TrimSuffix(name, "."))
+	txts, err := w.r.LookupTXT(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: TXT %s: %w", ErrTemporary, name, err)
+	}
+	var rec *Record
+	n := 0
+	for _, t := range txts {
+		if !IsDMARCRecord(t) {
+			continue
+		}
+		n++
+		if n == 1 {
+			rec, _ = ParseRecord(t) // cannot fail: IsDMARCRecord checked the version
+		}
+	}
+	if n > 1 {
+		w.skipped = append(w.skipped, domain)
+		return nil, nil
+	}
+	return rec, nil
+}
+
+// isNotFound tells "no such record" from a failure. Anything that is not a
+// *net.DNSError with IsNotFound (context errors included) is a failure.
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// walk is the DNS tree walk of RFC 9989 §4.10 from start: query start, then
+// (cutting a name of 8 or more labels to 7) one label less at a time, at
+// most 8 queries, stopping at a record with psd=y or psd=n. It returns the
+// records found, longest name first.
+func (w *walker) walk(ctx context.Context, start string) ([]found, error) {
+	var fs []found
+	labels := strings.Split(start, ".")
+	// Step 1: the starting point.
+	i := 0
+	for q := 0; q < maxWalkQueries && i < len(labels); q++ {
+		name := strings.Join(labels[i:], ".")
+		rec, err := w.lookup(ctx, name)
+		if err != nil {
+			return fs, err
+		}
+		if rec != nil {
+			fs = append(fs, found{name, rec})
+			if rec.PSD == 'y' || rec.PSD == 'n' { // steps 2 and 6: stop
+				break
+			}
+		}
+		// Steps 4 and 7: x >= 8 labels → cut to 7, else drop one label.
+		if x := len(labels) - i; x >= maxWalkQueries {
+			i = len(labels) - (maxWalkQueries - 1)
+		} else {
+			i++
+		}
+	}
+	return fs, nil
+}
+
+// orgFromWalk selects the Organizational Domain from the records of a walk
+// started at start (RFC 9989 §4.10.2), longest name first: psd=n → that
+// name; psd=y below the start → one label below it; otherwise the name with
+// the fewest labels; with no records, start itself.
+func orgFromWalk(start string, fs []found) string {
+	for _, f := range fs {
+		if f.rec.PSD == 'n' {
+			return f.domain
+		}
+		if f.rec.PSD == 'y' && f.domain != start {
+			return oneBelow(start, f.domain)
+		}
+	}
+	if len(fs) > 0 {
+		return fs[len(fs)-1].domain
+	}
+	return start
+}
+
+// oneBelow returns the name one label below parent on the way to d.
+func oneBelow(d, parent string) string {
+	prefix := strings.TrimSuffix(d, "."+parent)
+	if i := strings.LastIndexByte(prefix, '.'); i >= 0 {
+		prefix = prefix[i+1:]
+	}
+	return prefix + "." + parent
+}
+
+// Discover finds the DMARC Policy Record for authorDomain (lowercase A-label,
+// see NormalizeDomain) and its Organizational Domain.
+//
+// ModeRFC9989 (RFC 9989 §4.10.1): one tree walk from the Author Domain gives
+// both. The record applied is the first found of: the Author Domain's, the
+// Organizational Domain's, the Public Suffix Domain's (a psd=y record).
+// ModeRFC7489 (RFC 7489 §6.6.3): _dmarc.<author>, then _dmarc.<org> with org
+// from the Public Suffix List.
+//
+// It returns ErrNoPolicy when no record applies and an ErrTemporary error on
+// DNS failure; both come with a non-nil Discovery holding the queries made.
+func Discover(ctx context.Context, r Resolver, authorDomain string, mode Mode) (*Discovery, error) {
+	author, err := NormalizeDomain(authorDomain)
+	if err != nil {
+		return &Discovery{AuthorDomain: authorDomain}, err
+	}
+	d := &Discovery{AuthorDomain: author}
+	w := &walker{r: r}
+	defer func() { d.Queries, d.Skipped = w.queries, w.skipped }()
+
+	if mode == ModeRFC7489 {
+		d.Method = MethodPSL
+		d.OrgDomain = pslOrgDomain(author)
+		for _, name := range []string{author, d.OrgDomain} {
+			rec, err := w.lookup(ctx, name)
+			if err != nil {
+				return d, err
+			}
+			if rec != nil {
+				d.PolicyDomain, d.Record = name, rec
+				break
+			}
+			if name == d.OrgDomain {
+				break // author is the org domain: one query only
+			}
+		}
+	} else {
+		d.Method = MethodTreeWalk
+		fs, err := w.walk(ctx, author)
+		if err != nil {
+			// Keep the Author Domain's own record, if the failure came
+			// later: an exactly aligned identifier can still pass.
+			if len(fs) > 0 && fs[0].domain == author {
+				d.PolicyDomain, d.Record = author, fs[0].rec
+			}
+			return d, err
+		}
+		d.OrgDomain = orgFromWalk(author, fs)
+		d.PolicyDomain, d.Record = pickPolicy(author, d.OrgDomain, fs)
+	}
+	if d.Record == nil {
+		return d, ErrNoPolicy
+	}
+	// np applies only to a non-existent Author Domain below the policy
+	// domain (RFC 9989 §4.7 tag "np", §4.10.1). Without np the fallback is
+	// sp, the same as for an existing subdomain, so only ask when it matters.
+	if d.PolicyDomain != author && d.Record.NonexistentPolicy != "" {
+		exists, err := r.DomainExists(ctx, author+".")
+		w.queries = append(w.queries, author)
+		if err != nil {
+			return d, fmt.Errorf("%w: existence of %s: %w", ErrTemporary, author, err)
+		}
+		d.NonExistent = !exists
+	}
+	return d, nil
+}
+
+// pickPolicy chooses the record to apply (RFC 9989 §4.10.1): the Author
+// Domain's, else the Organizational Domain's, else the Public Suffix
+// Domain's — the psd=y record that ended the walk.
+func pickPolicy(author, org string, fs []found) (string, *Record) {
+	for _, want := range []string{author, org} {
+		for _, f := range fs {
+			if f.domain == want {
+				return f.domain, f.rec
+			}
+		}
+	}
+	if n := len(fs); n > 0 && fs[n-1].rec.PSD == 'y' {
+		return fs[n-1].domain, fs[n-1].rec
+	}
+	return "", nil
+}
+
+// OrgDomain returns the Organizational Domain of domain: in ModeRFC9989 by a
+// tree walk starting at domain itself (RFC 9989 §4.10.2), in ModeRFC7489
+// from the ICANN section of the Public Suffix List. DNS failures give an
+// ErrTemporary error.
+func OrgDomain(ctx context.Context, r Resolver, domain string, mode Mode) (string, error) {
+	d, err := NormalizeDomain(domain)
+	if err != nil {
+		return "", err
+	}
+	if mode == ModeRFC7489 {
+		return pslOrgDomain(d), nil
+	}
+	w := &walker{r: r}
+	fs, err := w.walk(ctx, d)
+	if err != nil {
+		return "", err
+	}
+	return orgFromWalk(d, fs), nil
+}
+
+// pslOrgDomain is RFC 7489 §3.2: the public suffix (ICANN section only; a
+// private-section entry such as blogspot.com does not make an
+// Organizational Domain) plus one label. A name that is itself a public
+// suffix is its own Organizational Domain. d must be lowercase A-labels.
+func pslOrgDomain(d string) string {
+	suffix, icann := publicsuffix.PublicSuffix(d)
+	for !icann {
+		// A private rule matched; the ICANN suffix is a proper suffix of it.
+		i := strings.IndexByte(suffix, '.')
+		if i < 0 {
+			break // unlisted TLD: the default rule "*" (RFC 7489 §3.2 step 1)
+		}
+		suffix, icann = publicsuffix.PublicSuffix(suffix[i+1:])
+	}
+	if suffix == d || !strings.HasSuffix(d, "."+suffix) {
+		return d
+	}
+	return oneBelow(d, suffix)
+}
+
+// Pending is a policy discovery running in the background, started as soon
+// as the From field is seen so the answer is in by end of message.
+type Pending struct {
+	done chan struct{}
+	d    *Discovery
+	err  error
+}
+
+// StartDiscovery runs Discover in a new goroutine bound to ctx.
+func StartDiscovery(ctx context.Context, r Resolver, authorDomain string, mode Mode) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer func() {
+			if v := recover(); v != nil {
+				p.d, p.err = &Discovery{AuthorDomain: authorDomain}, fmt.Errorf("%w: discovery panicked: %v", ErrTemporary, v)
+			}
+		}()
+		p.d, p.err = Discover(ctx, r, authorDomain, mode)
+	}()
+	return p
+}
+
+// Wait returns the discovery's outcome, or an ErrTemporary error if ctx ends
+// first.
+func (p *Pending) Wait(ctx context.Context) (*Discovery, error) {
+	select {
+	case <-p.done:
+		return p.d, p.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for policy discovery: %w", ErrTemporary, ctx.Err())
+	}
+}
