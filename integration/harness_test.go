@@ -1,0 +1,57 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPostfixHarness proves the Postfix side alone: mail flows on the port
+// without milters, and a port whose milter is down answers with
+// milter_default_action (tempfail → 451 4.7.1 at MAIL, postfix-recipe.md §2.8).
+func TestPostfixHarness(t *testing.T) {
+	needPostfix(t)
+	cl := client{IP: "192.0.2.1", Name: "mail.harness.test", HELO: "mail.harness.test"}
+
+	t.Run("no-milter port delivers unchanged", func(t *testing.T) {
+		id := newID(t.Name())
+		if _, err := sendOne(pf.smtpPlain, cl, "a@harness.test", []string{"plain@rcpt.test"}, message(id, "a@harness.test")); err != nil {
+			t.Fatal(err)
+		}
+		d, err := pf.waitDelivered(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.get("Authentication-Results"); len(got) != 0 {
+			t.Errorf("A-R without a milter: %q", got)
+		}
+		if got := d.get("Delivered-To"); len(got) != 1 || strings.TrimSpace(got[0]) != "plain@rcpt.test" {
+			t.Errorf("Delivered-To = %q", got)
+		}
+	})
+
+	t.Run("IPv6 client address via XCLIENT", func(t *testing.T) {
+		id := newID(t.Name())
+		v6 := client{IP: "2001:db8::1", Name: "mail6.harness.test", HELO: "mail6.harness.test"}
+		if _, err := sendOne(pf.smtpPlain, v6, "a@harness.test", []string{"plain@rcpt.test"}, message(id, "a@harness.test")); err != nil {
+			t.Fatal(err)
+		}
+		d, err := pf.waitDelivered(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rcvd := d.get("Received"); len(rcvd) == 0 || !strings.Contains(rcvd[0], "[IPv6:2001:db8::1]") {
+			t.Errorf("Received does not show the XCLIENT IPv6 address: %q", rcvd)
+		}
+	})
+
+	t.Run("milter down gives 451 at MAIL", func(t *testing.T) {
+		// Nothing listens on the alt milter address outside the cases that
+		// start one there.
+		id := newID(t.Name())
+		_, err := sendOne(pf.smtpAlt, cl, "a@harness.test", []string{"down@rcpt.test"}, message(id, "a@harness.test"))
+		se, ok := err.(*smtpError)
+		if !ok || se.Code != 451 || se.Stage != "MAIL" || !strings.HasPrefix(se.Msg, "4.7.1") {
+			t.Fatalf("got %v, want MAIL: 451 4.7.1 ...", err)
+		}
+	})
+}
