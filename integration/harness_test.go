@@ -44,6 +44,25 @@ func TestPostfixHarness(t *testing.T) {
 		}
 	})
 
+	t.Run("hold queue is readable", func(t *testing.T) {
+		id := newID(t.Name())
+		qid, err := sendOne(pf.smtpPlain, cl, "hold@harness.test", []string{"held@rcpt.test"}, message(id, "hold@harness.test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, head, err := pf.held(qid)
+		if err != nil || !held {
+			t.Fatalf("queue id %s held=%v err=%v", qid, held, err)
+		}
+		if got := head.get("X-Test-Id"); len(got) != 1 || strings.TrimSpace(got[0]) != id {
+			t.Errorf("postcat header of %s: X-Test-Id = %q, want %s:\n%s", qid, got, id, head.Raw)
+		}
+		q, err := pf.queueListing()
+		if err != nil || !strings.Contains(q, qid+"!") {
+			t.Errorf("postqueue -p does not mark %s held (err %v):\n%s", qid, err, q)
+		}
+	})
+
 	t.Run("milter down gives 451 at MAIL", func(t *testing.T) {
 		// Nothing listens on the alt milter address outside the cases that
 		// start one there.

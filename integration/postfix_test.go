@@ -36,7 +36,7 @@ type postfix struct {
 	smtpTCP   string // smtpd_milters = the main milter over TCP
 	smtpUnix  string // smtpd_milters = the main milter over a Unix socket
 	smtpAlt   string // smtpd_milters = the per-test milter over TCP
-	smtpPlain string // no milter
+	smtpPlain string // no milter; sender hold@harness.test is held (HOLD action)
 
 	// Milter addresses Postfix is configured to use.
 	milterTCP  string // "127.0.0.1:PORT" of the main milter
@@ -184,6 +184,7 @@ func (pf *postfix) masterCF() string {
 ` + pf.smtpUnix + ` inet n - n - - smtpd -o smtpd_milters=unix:` + pf.milterSock + ` -o syslog_name=postfix/unix
 ` + pf.smtpAlt + ` inet n - n - - smtpd -o smtpd_milters=inet:` + pf.milterAlt + ` -o syslog_name=postfix/alt
 ` + pf.smtpPlain + ` inet n - n - - smtpd -o smtpd_milters= -o syslog_name=postfix/nomilter
+  -o { smtpd_sender_restrictions = check_sender_access inline:{ hold@harness.test=HOLD } }
 pickup     unix  n       -       n       60      1       pickup
 cleanup    unix  n       -       n       -       0       cleanup
 qmgr       unix  n       -       n       300     1       qmgr
@@ -292,19 +293,19 @@ func (pf *postfix) logTail(n int) string {
 }
 
 // held reports whether queue id sits in the hold queue, and returns its
-// header block as postcat(1) shows it.
-func (pf *postfix) held(id string) (bool, string, error) {
+// header block as postcat(1) shows it (the queued header, no delivery fields).
+func (pf *postfix) held(id string) (bool, *delivered, error) {
 	if _, err := os.Stat(filepath.Join(pf.spool, "hold", id)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return false, "", nil
+			return false, nil, nil
 		}
-		return false, "", err
+		return false, nil, err
 	}
 	out, err := exec.Command(postcatBin, "-c", pf.etc, "-h", "-q", id).CombinedOutput()
 	if err != nil {
-		return true, "", fmt.Errorf("postcat %s: %w: %s", id, err, out)
+		return true, nil, fmt.Errorf("postcat %s: %w: %s", id, err, out)
 	}
-	return true, string(out), nil
+	return true, parseMessage(string(out)), nil
 }
 
 // queueListing is postqueue -p (held messages are marked with "!").
