@@ -1,0 +1,186 @@
+// Package policy is the one place that decides what happens to a message:
+// which clients are not checked at all, and which reply the MTA gets for a
+// result (accept, hold, reject, tempfail), with the local overrides and their
+// RFC 9990 reasons.
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/authmilter/authmilter/internal/config"
+	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/spfcheck"
+)
+
+// Action is what the MTA is asked to do with the message.
+type Action int
+
+// The actions, from mildest to strictest.
+const (
+	Accept Action = iota
+	Quarantine
+	TempFail
+	Reject
+)
+
+func (a Action) String() string {
+	return [...]string{"accept", "quarantine", "tempfail", "reject"}[a]
+}
+
+// Override reasons (RFC 9990 §3.1 PolicyOverrideType, and RFC 7489's
+// sampled_out for pct).
+const (
+	ReasonLocalPolicy      = "local_policy"
+	ReasonTrustedForwarder = "trusted_forwarder"
+	ReasonTestMode         = "policy_test_mode"
+	ReasonSampledOut       = "sampled_out"
+)
+
+// Decision is the verdict for one message.
+type Decision struct {
+	Action Action
+	// Reply is the full SMTP reply for Reject and TempFail ("550 5.7.1 …"),
+	// already escaped for the milter protocol.
+	Reply string
+	// Disposition is the RFC 9990 evaluated disposition: none, pass,
+	// quarantine or reject. It is what the domain owner's policy asked for
+	// after local overrides, whatever the MTA was told.
+	Disposition string
+	// Override is the RFC 9990 reason when local policy changed the outcome.
+	Override string
+	// Why says in a few words why, for the log.
+	Why string
+}
+
+// Policy holds the parsed local policy.
+type Policy struct {
+	cfg         config.Config
+	ignoreHosts config.HostList
+	forwarders  config.HostList
+	ignoreFrom  map[string]bool
+}
+
+// New builds the policy from a validated configuration.
+func New(cfg *config.Config) (*Policy, error) {
+	p := &Policy{cfg: *cfg, ignoreFrom: map[string]bool{}}
+	var err error
+	if p.ignoreHosts, err = config.ParseHostList(cfg.Policy.IgnoreHosts); err != nil {
+		return nil, fmt.Errorf("policy.ignore_hosts: %w", err)
+	}
+	if p.forwarders, err = config.ParseHostList(cfg.DMARC.TrustedForwarders); err != nil {
+		return nil, fmt.Errorf("dmarc.trusted_forwarders: %w", err)
+	}
+	for _, d := range cfg.DMARC.IgnoreFromDomains {
+		p.ignoreFrom[strings.TrimSuffix(strings.ToLower(d), ".")] = true
+	}
+	return p, nil
+}
+
+// Skip reports whether a client gets no checks and no header change:
+// ignored hosts, and authenticated senders when so configured.
+func (p *Policy) Skip(ip netip.Addr, host, authUser string) (bool, string) {
+	if p.ignoreHosts.Match(ip, host) {
+		return true, "ignored host"
+	}
+	if authUser != "" && p.cfg.Policy.SkipAuthenticated {
+		return true, "authenticated client"
+	}
+	return false, ""
+}
+
+// Decide turns the result into the action. clientIP and clientHost are used
+// for trusted forwarders.
+func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string) Decision {
+	d := p.decideDMARC(r, clientIP, clientHost)
+	// policyd-spf's early reject, for the sites that want it (off by
+	// default). RFC 7372 §3.2 gives the enhanced codes.
+	if d.Action < Reject && !p.forwarders.Match(clientIP, clientHost) {
+		switch {
+		case r.SPF.Result == spfcheck.Fail && p.cfg.SPF.FailAction == "reject":
+			d.Action, d.Why = Reject, "spf fail"
+			d.Reply = Reply(550, "5.7.23", "SPF validation failed for "+r.SPF.Domain)
+		case r.SPF.Result == spfcheck.PermError && p.cfg.SPF.PermerrorAction == "reject":
+			d.Action, d.Why = Reject, "spf permerror"
+			d.Reply = Reply(550, "5.7.24", "SPF validation error for "+r.SPF.Domain)
+		}
+	}
+	return d
+}
+
+func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost string) Decision {
+	res := r.DMARC
+	if r.FromProblem != "" && p.cfg.DMARC.MultiFrom == "reject" && !p.cfg.DMARC.Monitor {
+		return Decision{Action: Reject, Disposition: "reject", Why: r.FromProblem,
+			Reply: Reply(550, "5.7.1", "Message rejected: "+r.FromProblem)}
+	}
+	switch res.Status {
+	case dmarc.StatusPass:
+		return Decision{Disposition: "pass", Why: "dmarc pass"}
+	case dmarc.StatusTempError:
+		// RFC 9989 §4.8: no policy is applied on a DNS failure; a 4xx
+		// deferral is the suggested reply, accepting is ours by default.
+		if p.cfg.DMARC.TempError == "tempfail" && !p.cfg.DMARC.Monitor {
+			return Decision{Action: TempFail, Disposition: "none", Why: "dmarc temperror",
+				Reply: Reply(451, "4.7.5", "Temporary DNS failure evaluating DMARC policy for "+res.AuthorDomain)}
+		}
+		return Decision{Disposition: "none", Why: "dmarc temperror"}
+	case dmarc.StatusFail:
+	default:
+		return Decision{Disposition: "none", Why: "dmarc " + string(res.Status)}
+	}
+
+	// A failing message: what the domain owner asked for, after t=y and pct.
+	d := Decision{Disposition: string(res.Applied)}
+	if d.Disposition == "" {
+		d.Disposition = "none"
+	}
+	switch {
+	case res.SampledOut:
+		d.Override = ReasonSampledOut
+	case res.TestMode:
+		d.Override = ReasonTestMode
+	}
+	if res.Applied == dmarc.PolicyNone || res.Applied == "" {
+		d.Why = "dmarc fail, policy none"
+		return d
+	}
+	switch {
+	case p.ignoreFrom[res.AuthorDomain]:
+		d.Disposition, d.Override, d.Why = "none", ReasonLocalPolicy, "dmarc fail, From domain ignored"
+		return d
+	case p.forwarders.Match(clientIP, clientHost):
+		d.Disposition, d.Override, d.Why = "none", ReasonTrustedForwarder, "dmarc fail, trusted forwarder"
+		return d
+	case p.cfg.DMARC.Monitor:
+		d.Disposition, d.Override, d.Why = "none", ReasonLocalPolicy, "dmarc fail, monitor mode"
+		return d
+	}
+	if res.Applied == dmarc.PolicyReject {
+		d.Action, d.Why = Reject, "dmarc fail, policy reject"
+		text := strings.ReplaceAll(p.cfg.DMARC.RejectText, "{domain}", res.AuthorDomain)
+		d.Reply = Reply(550, "5.7.1", text)
+		return d
+	}
+	d.Why = "dmarc fail, policy quarantine"
+	if p.cfg.DMARC.Quarantine == "hold" {
+		d.Action = Quarantine
+	}
+	return d
+}
+
+// Reply builds an SMTP reply the way Postfix accepts it from a milter: the
+// code and the enhanced status code of the same class, one line, no control
+// characters, and '%' doubled because Postfix reads it as an escape.
+func Reply(code int, enhanced, text string) string {
+	text = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, text)
+	text = strings.ReplaceAll(text, "%", "%%")
+	return fmt.Sprintf("%d %s %s", code, enhanced, text)
+}

@@ -1,0 +1,136 @@
+// Package service joins the pieces for one message: it is the milter
+// Backend that runs the engine, asks the policy for the action, and turns
+// both into the header edits and the reply the MTA applies.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/authmilter/authmilter/internal/milter"
+	"github.com/authmilter/authmilter/internal/policy"
+	"github.com/authmilter/authmilter/pkg/authres"
+	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/spfcheck"
+)
+
+// Service is the milter backend.
+type Service struct {
+	AuthservID  string
+	Engine      *engine.Engine
+	Policy      *policy.Policy
+	ReceivedSPF bool
+	Log         *slog.Logger
+}
+
+// Begin starts a message, or returns nil for a client that is not checked.
+func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message {
+	if skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser); skip {
+		s.Log.Debug("not checked", "reason", why, "client_ip", addrString(env.ClientIP), "mail_from", env.MailFrom)
+		return nil
+	}
+	var ip net.IP
+	if env.ClientIP.IsValid() {
+		ip = net.IP(env.ClientIP.AsSlice())
+	}
+	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: ip, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
+	return &message{s: s, env: env, em: m}
+}
+
+type message struct {
+	s      *Service
+	env    milter.Envelope
+	em     *engine.Message
+	rcpts  []string
+	arSeen int // Authentication-Results fields so far (the protocol's 1-based index)
+	forged []milter.HeaderRef
+}
+
+func (m *message) Recipient(addr string) { m.rcpts = append(m.rcpts, addr) }
+
+func (m *message) Header(name, value string) {
+	if strings.EqualFold(name, authres.HeaderName) {
+		m.arSeen++
+		// RFC 8601 §5: a field claiming to be ours did not come from us.
+		if authres.SameServID(value, m.s.AuthservID) {
+			m.forged = append(m.forged, milter.HeaderRef{Name: name, Index: m.arSeen})
+		}
+	}
+	m.em.Header(name, value)
+}
+
+func (m *message) EndOfHeaders()     { m.em.EndOfHeaders() }
+func (m *message) Body(chunk []byte) { m.em.Body(chunk) }
+func (m *message) Abort()            { m.em.Abort() }
+
+func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
+	r := m.em.Finish(ctx)
+	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
+	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
+	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: authres.Format(m.s.AuthservID, r.AuthResults())})
+	if m.s.ReceivedSPF && r.SPF.Result != "" {
+		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: ReceivedSPF(m.s.AuthservID, m.env, r.SPF)})
+	}
+	if d.Action == policy.Quarantine {
+		v.Quarantine = "DMARC policy quarantine for " + r.DMARC.AuthorDomain
+	}
+	m.log(queueID, r, d)
+	return v
+}
+
+func (m *message) log(queueID string, r *engine.Result, d policy.Decision) {
+	dkim := make([]string, 0, len(r.DKIM))
+	for _, k := range r.DKIM {
+		dkim = append(dkim, fmt.Sprintf("%s:%s", k.Domain, k.Status))
+	}
+	attrs := []any{
+		"queue_id", queueID, "client_ip", addrString(m.env.ClientIP), "helo", m.env.HELO,
+		"mail_from", m.env.MailFrom, "from_domain", strings.Join(r.AuthorDomains, ","),
+		"spf", string(r.SPF.Result), "spf_helo", string(r.HELO.Result), "dkim", strings.Join(dkim, ","),
+		"dmarc", string(r.DMARC.Status), "policy", string(r.DMARC.Applied),
+		"action", d.Action.String(), "disposition", d.Disposition,
+	}
+	if d.Override != "" {
+		attrs = append(attrs, "override", d.Override)
+	}
+	if d.Why != "" {
+		attrs = append(attrs, "why", d.Why)
+	}
+	attrs = append(attrs, "duration", r.Duration.Round(100_000).String())
+	m.s.Log.Info("message", attrs...)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// ReceivedSPF writes the value of a Received-SPF field (RFC 7208 §9.1).
+func ReceivedSPF(receiver string, env milter.Envelope, o spfcheck.Outcome) string {
+	var b strings.Builder
+	b.WriteString(string(o.Result))
+	if o.Reason != "" {
+		b.WriteString(" " + authres.Comment(receiver+": "+o.Reason))
+	}
+	kv := func(k, v string) {
+		fmt.Fprintf(&b, "\r\n\t%s=%s;", k, authres.PValue(v))
+	}
+	if env.ClientIP.IsValid() {
+		kv("client-ip", env.ClientIP.String())
+	}
+	kv("envelope-from", env.MailFrom)
+	kv("helo", env.HELO)
+	kv("receiver", receiver)
+	id := "mailfrom"
+	if env.MailFrom == "" {
+		id = "helo"
+	}
+	kv("identity", id)
+	return strings.TrimSuffix(b.String(), ";")
+}

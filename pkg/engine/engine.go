@@ -1,0 +1,323 @@
+// Package engine evaluates one inbound message: SPF of the envelope, DKIM
+// of the streamed content and DMARC of the author domain, returned as plain
+// values. It knows nothing of the milter protocol, of stores or of the
+// action taken on the result: the milter adapter, `authmilter verify` and
+// the tests all drive it the same way.
+//
+// The DNS work starts as early as its input is known: SPF at MAIL FROM
+// (Begin), the DMARC policy lookup when a From field is seen, the DKIM key
+// lookups at the end of the header block. Finish joins them.
+package engine
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/spfcheck"
+)
+
+// Resolver is the DNS client every check uses. internal/resolver is the
+// production one; its errors follow the *net.DNSError contract the check
+// libraries rely on.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	DomainExists(ctx context.Context, name string) (bool, error)
+}
+
+// MultiFrom says what to do when the From field does not give exactly one
+// author domain (RFC 9989 §11.5).
+type MultiFrom string
+
+// The MultiFrom choices.
+const (
+	EvaluateEach MultiFrom = "evaluate-each" // evaluate every domain, keep the strictest failing result
+	RejectMulti  MultiFrom = "reject"        // report permerror; local policy rejects
+	SkipMulti    MultiFrom = "skip"          // report permerror; no DMARC evaluation
+)
+
+// Options are the checks' settings. The zero value disables every check;
+// DefaultOptions gives the documented defaults.
+type Options struct {
+	SPF        bool
+	CheckHELO  bool
+	SPFTimeout time.Duration
+
+	DKIM        bool
+	DKIMOptions dkimverify.Options
+
+	DMARC            bool
+	DMARCMode        dmarc.Mode
+	MultiFrom        MultiFrom
+	MaxAuthorDomains int
+
+	// MaxHeaderBytes and MaxHeaders bound what one message may make us keep.
+	MaxHeaderBytes int
+	MaxHeaders     int
+}
+
+// DefaultOptions returns every check on, with the defaults of
+// config.example.toml.
+func DefaultOptions() Options {
+	return Options{
+		SPF: true, CheckHELO: true, SPFTimeout: 20 * time.Second,
+		DKIM:        true,
+		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 300 * time.Second},
+		DMARC:       true, DMARCMode: dmarc.ModeRFC9989, MultiFrom: EvaluateEach, MaxAuthorDomains: 5,
+		MaxHeaderBytes: 1 << 20, MaxHeaders: 1000,
+	}
+}
+
+// Engine evaluates messages. It is safe for concurrent use; each message
+// gets its own Message.
+type Engine struct {
+	r Resolver
+	o Options
+}
+
+// New returns an engine that resolves through r.
+func New(r Resolver, o Options) *Engine {
+	return &Engine{r: r, o: o}
+}
+
+// Options returns the settings the engine runs with.
+func (e *Engine) Options() Options { return e.o }
+
+// Envelope is what the SMTP conversation told us before the content.
+type Envelope struct {
+	ClientIP   net.IP // nil when unknown (e.g. a unix-socket client)
+	ClientHost string // verified or claimed host name, "[addr]" when unknown
+	HELO       string
+	MailFrom   string // without angle brackets; "" for the null sender
+}
+
+// Field is one header field as it arrived: the value starts after the colon,
+// leading whitespace kept, folds as the MTA sent them.
+type Field struct {
+	Name, Value string
+}
+
+// Message is one message in evaluation. Its methods are called in SMTP order
+// from one goroutine: Begin, Header…, EndOfHeaders, Body…, then Finish or
+// Abort.
+type Message struct {
+	e      *Engine
+	ctx    context.Context
+	cancel context.CancelFunc
+	env    Envelope
+	start  time.Time
+
+	spf, helo chan spfcheck.Outcome
+
+	headerBytes   int
+	headerCount   int
+	tooLarge      bool
+	header        []byte // the rebuilt header block, for DKIM
+	fromValues    []string
+	discoveries   map[string]*dmarc.Pending
+	dkim          *dkimverify.Verifier
+	signatures    int // DKIM-Signature fields seen
+	eohDone       bool
+	finishOnce    sync.Once
+}
+
+// Begin starts evaluating a message: SPF lookups start now. ctx bounds all
+// DNS work of the message; Finish or Abort releases it.
+func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
+	ctx, cancel := context.WithCancel(ctx)
+	m := &Message{e: e, ctx: ctx, cancel: cancel, env: env, start: time.Now()}
+	if e.o.SPF {
+		o := &spfcheck.Options{Timeout: e.o.SPFTimeout}
+		m.spf = make(chan spfcheck.Outcome, 1)
+		go func() {
+			m.spf <- spfcheck.CheckMailFrom(ctx, e.r, env.ClientIP, env.HELO, env.MailFrom, o)
+		}()
+		if e.o.CheckHELO && env.HELO != "" {
+			m.helo = make(chan spfcheck.Outcome, 1)
+			go func() { m.helo <- spfcheck.CheckHELO(ctx, e.r, env.ClientIP, env.HELO, o) }()
+		}
+	}
+	return m
+}
+
+// Header takes one header field. A From field starts its DMARC policy
+// lookup at once.
+func (m *Message) Header(name, value string) {
+	if m.eohDone {
+		return
+	}
+	m.headerCount++
+	m.headerBytes += len(name) + len(value) + 3
+	if m.headerCount > m.e.o.MaxHeaders || m.headerBytes > m.e.o.MaxHeaderBytes {
+		if !m.tooLarge {
+			m.tooLarge = true
+			m.header = nil // stop keeping it: DKIM is not verified for this message
+		}
+	}
+	if !m.tooLarge && m.e.o.DKIM {
+		m.header = dkimverify.AppendField(m.header, name, value)
+	}
+	if strings.EqualFold(name, "DKIM-Signature") {
+		m.signatures++
+	}
+	if strings.EqualFold(name, "From") && len(m.fromValues) <= m.e.o.MaxAuthorDomains {
+		m.fromValues = append(m.fromValues, value)
+		if m.e.o.DMARC {
+			m.startDiscovery(value)
+		}
+	}
+}
+
+// startDiscovery begins the policy lookup of the domains in one From value,
+// so that the answer is usually in by the end of the message.
+func (m *Message) startDiscovery(value string) {
+	domains, err := dmarc.AuthorDomains([]string{value})
+	if err != nil {
+		return
+	}
+	if m.discoveries == nil {
+		m.discoveries = map[string]*dmarc.Pending{}
+	}
+	for _, d := range domains {
+		if len(m.discoveries) >= m.e.o.MaxAuthorDomains {
+			return
+		}
+		if _, ok := m.discoveries[d]; !ok {
+			m.discoveries[d] = dmarc.StartDiscovery(m.ctx, m.e.r, d, m.e.o.DMARCMode)
+		}
+	}
+}
+
+// EndOfHeaders starts DKIM verification: key lookups begin now, the body
+// streams into it through Body.
+func (m *Message) EndOfHeaders() {
+	if m.eohDone {
+		return
+	}
+	m.eohDone = true
+	if !m.e.o.DKIM || m.tooLarge || m.signatures == 0 {
+		return
+	}
+	m.header = append(m.header, '\r', '\n')
+	m.dkim = dkimverify.Start(m.ctx, m.e.r, m.header, &m.e.o.DKIMOptions)
+	m.header = nil
+}
+
+// Body takes one chunk of the body (CRLF line ends, as the MTA sends it).
+func (m *Message) Body(chunk []byte) {
+	if !m.eohDone {
+		m.EndOfHeaders()
+	}
+	if m.dkim != nil {
+		m.dkim.Write(chunk) //nolint:errcheck // the verifier never fails a write
+	}
+}
+
+// Abort drops the message: background lookups are cancelled.
+func (m *Message) Abort() {
+	m.finishOnce.Do(func() {
+		if m.dkim != nil {
+			m.dkim.Abort()
+		}
+		m.cancel()
+	})
+}
+
+// Finish waits for every check and returns the result. ctx bounds the wait
+// (the MTA's content timeout); checks still running when it ends report
+// temperror.
+func (m *Message) Finish(ctx context.Context) *Result {
+	if !m.eohDone {
+		m.EndOfHeaders()
+	}
+	r := &Result{Envelope: m.env, HeaderTooLarge: m.tooLarge}
+	m.finishOnce.Do(func() {
+		defer m.cancel()
+		r.SPF, r.HELO = m.waitSPF(ctx)
+		r.DKIM = m.dkimResults()
+		m.evaluateDMARC(ctx, r)
+	})
+	r.Duration = time.Since(m.start)
+	return r
+}
+
+func (m *Message) waitSPF(ctx context.Context) (mfrom, helo spfcheck.Outcome) {
+	wait := func(c chan spfcheck.Outcome) spfcheck.Outcome {
+		if c == nil {
+			return spfcheck.Outcome{}
+		}
+		select {
+		case o := <-c:
+			return o
+		case <-ctx.Done():
+			return spfcheck.Outcome{Result: spfcheck.TempError, Reason: "time budget exhausted", Err: ctx.Err()}
+		}
+	}
+	return wait(m.spf), wait(m.helo)
+}
+
+func (m *Message) dkimResults() []dkimverify.Result {
+	switch {
+	case !m.e.o.DKIM:
+		return nil
+	case m.tooLarge && m.signatures > 0:
+		return []dkimverify.Result{{Status: dkimverify.StatusPermError, Reason: "header block too large, not verified"}}
+	case m.dkim == nil:
+		return nil
+	}
+	return m.dkim.Results()
+}
+
+// evaluateDMARC decides the DMARC result (RFC 9989 §4.8) from the author
+// domain(s) and the SPF and DKIM results.
+func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
+	if !m.e.o.DMARC {
+		return
+	}
+	domains, err := dmarc.AuthorDomains(m.fromValues)
+	r.AuthorDomains = domains
+	if err == nil && len(domains) == 0 {
+		err = errors.New("no From field")
+	}
+	if err != nil {
+		r.FromProblem = err.Error()
+		r.DMARC = dmarc.Result{Status: dmarc.StatusPermError, Reason: r.FromProblem, Err: err}
+		return
+	}
+	if len(domains) > 1 || len(m.fromValues) > 1 {
+		r.FromProblem = "several author domains"
+		if len(domains) == 1 {
+			r.FromProblem = "several From fields"
+		}
+		if m.e.o.MultiFrom != EvaluateEach {
+			r.DMARC = dmarc.Result{Status: dmarc.StatusPermError, AuthorDomain: domains[0], Reason: r.FromProblem}
+			return
+		}
+	}
+	if len(domains) > m.e.o.MaxAuthorDomains {
+		domains = domains[:m.e.o.MaxAuthorDomains]
+	}
+	in := dmarc.Input{SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
+	for _, d := range r.DKIM {
+		in.DKIM = append(in.DKIM, dmarc.DKIMInput{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
+	}
+	o := &dmarc.Options{Mode: m.e.o.DMARCMode}
+	for _, d := range domains {
+		in.AuthorDomain = d
+		p := m.discoveries[d]
+		if p == nil {
+			p = dmarc.StartDiscovery(m.ctx, m.e.r, d, m.e.o.DMARCMode)
+		}
+		res := dmarc.EvaluateDiscovered(ctx, m.e.r, p, in, o)
+		r.DMARCAll = append(r.DMARCAll, res)
+	}
+	r.DMARC = dmarc.Strictest(r.DMARCAll)
+}

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/authmilter/authmilter/pkg/authres"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/spfcheck"
+)
+
+// Result is everything the checks found about one message, as plain values.
+// Zero values mean "not checked".
+type Result struct {
+	Envelope Envelope
+
+	SPF  spfcheck.Outcome // MAIL FROM identity (postmaster@HELO for the null sender)
+	HELO spfcheck.Outcome // HELO identity; never used by DMARC
+	DKIM []dkimverify.Result
+
+	AuthorDomains []string     // from the RFC5322.From field(s), lowercase A-labels
+	FromProblem   string       // set when there was not exactly one From domain
+	DMARC         dmarc.Result // the result that decides (the strictest, with several domains)
+	DMARCAll      []dmarc.Result
+
+	HeaderTooLarge bool
+	Duration       time.Duration
+}
+
+// AuthResults returns the resinfo list for the Authentication-Results
+// header, in the order spf (mailfrom), spf (helo), dkim…, dmarc.
+func (r *Result) AuthResults() []authres.Result {
+	var out []authres.Result
+	if r.SPF.Result != "" {
+		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: spfReason(r.SPF)}
+		id := r.Envelope.MailFrom
+		if id == "" { // RFC 7208 §2.4: the null sender is checked as postmaster@HELO
+			id = r.SPF.Identity
+		}
+		ar.Props = []authres.Prop{{Key: "smtp.mailfrom", Value: id}}
+		out = append(out, ar)
+	}
+	if r.HELO.Result != "" {
+		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: spfReason(r.HELO),
+			Props: []authres.Prop{{Key: "smtp.helo", Value: r.Envelope.HELO}}})
+	}
+	out = append(out, dkimAuthResults(r.DKIM)...)
+	if r.DMARC.Status != "" {
+		out = append(out, dmarcAuthResult(r))
+	}
+	return out
+}
+
+func spfReason(o spfcheck.Outcome) string {
+	if o.Result == spfcheck.Pass {
+		return ""
+	}
+	return o.Reason
+}
+
+// dkimAuthResults writes one dkim= result per signature (RFC 8601 §2.7.1),
+// or dkim=none for an unsigned message.
+func dkimAuthResults(rs []dkimverify.Result) []authres.Result {
+	if rs == nil {
+		return nil
+	}
+	if len(rs) == 0 {
+		return []authres.Result{{Method: "dkim", Value: "none"}}
+	}
+	out := make([]authres.Result, 0, len(rs))
+	for _, d := range rs {
+		ar := authres.Result{Method: "dkim", Value: string(d.Status)}
+		switch {
+		case d.Status != dkimverify.StatusPass:
+			ar.Reason = d.Reason
+		case d.KeyBits > 0:
+			ar.Reason = fmt.Sprintf("%d-bit key", d.KeyBits)
+		}
+		add := func(k, v string) {
+			if v != "" {
+				ar.Props = append(ar.Props, authres.Prop{Key: k, Value: v})
+			}
+		}
+		add("header.d", d.Domain)
+		add("header.i", d.Identifier)
+		add("header.s", d.Selector)
+		add("header.a", d.Algorithm)
+		add("header.b", d.BPrefix)
+		out = append(out, ar)
+	}
+	return out
+}
+
+// dmarcAuthResult writes dmarc=… header.from=… policy.dmarc=… with a
+// comment naming the published and the applied policy.
+func dmarcAuthResult(r *Result) authres.Result {
+	d := r.DMARC
+	ar := authres.Result{Method: "dmarc", Value: string(d.Status)}
+	var why []string
+	if d.Published != "" {
+		p := "p=" + strings.ToUpper(string(d.Published))
+		if d.Applied != "" && d.Applied != d.Published {
+			p += " applied=" + strings.ToUpper(string(d.Applied))
+		}
+		why = append(why, p)
+	}
+	if d.SampledOut {
+		why = append(why, "sampled out")
+	}
+	if d.TestMode {
+		why = append(why, "t=y")
+	}
+	if d.Reason != "" {
+		why = append(why, d.Reason)
+	}
+	if len(r.DMARCAll) > 1 {
+		why = append(why, fmt.Sprintf("%d author domains", len(r.DMARCAll)))
+	}
+	ar.Reason = strings.Join(why, "; ")
+	from := d.AuthorDomain
+	if from == "" && len(r.AuthorDomains) > 0 {
+		from = r.AuthorDomains[0]
+	}
+	if from != "" {
+		ar.Props = append(ar.Props, authres.Prop{Key: "header.from", Value: from})
+	}
+	if d.Published != "" {
+		ar.Props = append(ar.Props, authres.Prop{Key: "policy.dmarc", Value: string(d.Published)})
+	}
+	return ar
+}
