@@ -314,7 +314,8 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answ
 	qname := strings.ToLower(dns.Fqdn(name))
 	if _, ok := dns.IsDomainName(qname); !ok || len(qname) > 254 || strings.Contains(qname, "..") {
 		// Like net.Resolver: a name that cannot be asked does not exist.
-		return nil, &net.DNSError{Err: errNXDomain, Name: name, IsNotFound: true}
+		a := &answer{nxdomain: true}
+		return a, a.err(name)
 	}
 	key := cacheKey{qname, qtype}
 	if r.cache != nil {
