@@ -1,0 +1,247 @@
+package dmarc
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+const evalZone = `
+example.com.            300 IN A   192.0.2.1
+_dmarc.example.com.     300 IN TXT "v=DMARC1; p=reject; sp=quarantine"
+sub.example.com.        300 IN A   192.0.2.2
+_dmarc.dept.example.com. 300 IN TXT "v=DMARC1; p=none; psd=n"
+strict.example.         300 IN A   192.0.2.3
+_dmarc.strict.example.  300 IN TXT "v=DMARC1; p=quarantine; adkim=s; aspf=s"
+sub.strict.example.     300 IN A   192.0.2.4
+testing.example.        300 IN A   192.0.2.5
+_dmarc.testing.example. 300 IN TXT "v=DMARC1; p=reject; t=y"
+pct.example.            300 IN A   192.0.2.6
+_dmarc.pct.example.     300 IN TXT "v=DMARC1; p=reject; pct=30"
+monitor.example.        300 IN A   192.0.2.7
+_dmarc.monitor.example. 300 IN TXT "v=DMARC1; p=none; t=y"
+nop.example.            300 IN A   192.0.2.8
+_dmarc.nop.example.     300 IN TXT "v=DMARC1; adkim=s"
+norec.example.          300 IN A   192.0.2.9
+_dmarc.bank.example.    300 IN TXT "v=DMARC1; p=reject; psd=y"
+_dmarc.giant.bank.example. 300 IN TXT "v=DMARC1; p=quarantine"
+`
+
+func spfIn(author, result, domain string, dkim ...DKIMInput) Input {
+	return Input{AuthorDomain: author, SPFResult: result, SPFDomain: domain, DKIM: dkim}
+}
+
+func dk(domain, result string) DKIMInput {
+	return DKIMInput{Domain: domain, Selector: "s1", Result: result}
+}
+
+// TestEvaluateAlignment: relaxed/strict × SPF/DKIM × subdomains (RFC 9989
+// §3.2.10, §4.4, Appendix B.1).
+func TestEvaluateAlignment(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	tests := []struct {
+		name            string
+		in              Input
+		status          Status
+		published       Policy
+		applied         Policy
+		spfAl, dkimAl   bool
+		alignedDKIMName string
+	}{
+		// relaxed (default adkim=r, aspf=r)
+		{"SPF exact", spfIn("example.com", "pass", "example.com"), StatusPass, "reject", "none", true, false, ""},
+		{"SPF subdomain relaxed", spfIn("example.com", "pass", "bounce.example.com"), StatusPass, "reject", "none", true, false, ""},
+		{"SPF parent relaxed", spfIn("sub.example.com", "pass", "example.com"), StatusPass, "quarantine", "none", true, false, ""},
+		{"SPF other org", spfIn("example.com", "pass", "example.net"), StatusFail, "reject", "reject", false, false, ""},
+		{"SPF look-alike suffix", spfIn("example.com", "pass", "badexample.com"), StatusFail, "reject", "reject", false, false, ""},
+		{"SPF fail aligned domain", spfIn("example.com", "fail", "example.com"), StatusFail, "reject", "reject", false, false, ""},
+		{"SPF softfail aligned domain", spfIn("example.com", "softfail", "example.com"), StatusFail, "reject", "reject", false, false, ""},
+		{"SPF psd=n boundary", spfIn("example.com", "pass", "x.dept.example.com"), StatusFail, "reject", "reject", false, false, ""},
+		{"DKIM exact", spfIn("example.com", "none", "", dk("example.com", "pass")), StatusPass, "reject", "none", false, true, "example.com"},
+		{"DKIM subdomain relaxed", spfIn("example.com", "none", "", dk("mail.example.com", "pass")), StatusPass, "reject", "none", false, true, "mail.example.com"},
+		{"DKIM parent domain relaxed", spfIn("sub.example.com", "none", "", dk("EXAMPLE.COM", "pass")), StatusPass, "quarantine", "none", false, true, "example.com"},
+		{"DKIM failing signature ignored", spfIn("example.com", "none", "", dk("example.com", "fail")), StatusFail, "reject", "reject", false, false, ""},
+		{"DKIM second signature aligns", spfIn("example.com", "none", "", dk("example.net", "pass"), dk("example.com", "fail"), dk("s.example.com", "pass")),
+			StatusPass, "reject", "none", false, true, "s.example.com"},
+		{"DKIM unaligned only", spfIn("example.com", "pass", "example.net", dk("example.org", "pass")), StatusFail, "reject", "reject", false, false, ""},
+		{"both aligned", spfIn("example.com", "pass", "example.com", dk("example.com", "pass")), StatusPass, "reject", "none", true, true, "example.com"},
+		{"DKIM org different below PSD", spfIn("giant.bank.example", "none", "", dk("mail.mega.bank.example", "pass")), StatusFail, "quarantine", "quarantine", false, false, ""},
+		{"SPF same org below PSD", spfIn("giant.bank.example", "pass", "mail.giant.bank.example"), StatusPass, "quarantine", "none", true, false, ""},
+		// strict (adkim=s, aspf=s)
+		{"strict SPF exact", spfIn("strict.example", "pass", "STRICT.example."), StatusPass, "quarantine", "none", true, false, ""},
+		{"strict SPF subdomain", spfIn("strict.example", "pass", "mail.strict.example"), StatusFail, "quarantine", "quarantine", false, false, ""},
+		{"strict DKIM exact", spfIn("strict.example", "none", "", dk("strict.example", "pass")), StatusPass, "quarantine", "none", false, true, "strict.example"},
+		{"strict DKIM subdomain", spfIn("strict.example", "none", "", dk("mail.strict.example", "pass")), StatusFail, "quarantine", "quarantine", false, false, ""},
+		{"strict DKIM parent of author", spfIn("sub.strict.example", "none", "", dk("strict.example", "pass")), StatusFail, "quarantine", "quarantine", false, false, ""},
+		// policy variations
+		{"t=y steps reject down to quarantine", spfIn("testing.example", "fail", "testing.example"), StatusFail, "reject", "quarantine", false, false, ""},
+		{"t=y with p=none", spfIn("monitor.example", "fail", "monitor.example"), StatusFail, "none", "none", false, false, ""},
+		{"pct ignored in RFC 9989 mode", spfIn("pct.example", "fail", "pct.example"), StatusFail, "reject", "reject", false, false, ""},
+		{"no record: none", spfIn("norec.example", "pass", "norec.example"), StatusNone, "", "", false, false, ""},
+		{"no valid p and no rua: none", spfIn("nop.example", "fail", "nop.example"), StatusNone, "", "", false, false, ""},
+		{"invalid author domain: permerror", spfIn("exa mple.com", "pass", "example.com"), StatusPermError, "", "", false, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Evaluate(context.Background(), r, tt.in, nil)
+			if res.Status != tt.status || res.Published != tt.published || res.Applied != tt.applied ||
+				res.SPFAligned != tt.spfAl || res.DKIMAligned != tt.dkimAl || res.AlignedDKIMDomain != tt.alignedDKIMName {
+				t.Errorf("got status=%s published=%q applied=%q spf=%v dkim=%v d=%q (%s, err %v)\nwant status=%s published=%q applied=%q spf=%v dkim=%v d=%q",
+					res.Status, res.Published, res.Applied, res.SPFAligned, res.DKIMAligned, res.AlignedDKIMDomain, res.Reason, res.Err,
+					tt.status, tt.published, tt.applied, tt.spfAl, tt.dkimAl, tt.alignedDKIMName)
+			}
+			if res.Reason == "" {
+				t.Error("empty Reason")
+			}
+		})
+	}
+}
+
+func TestEvaluateTestMode(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	res := Evaluate(context.Background(), r, spfIn("testing.example", "fail", "testing.example"), nil)
+	if !res.TestMode || res.SampledOut {
+		t.Errorf("TestMode=%v SampledOut=%v, want true false", res.TestMode, res.SampledOut)
+	}
+	res = Evaluate(context.Background(), r, spfIn("monitor.example", "fail", "monitor.example"), nil)
+	if res.TestMode {
+		t.Error("t=y has no effect on p=none (RFC 9989 §4.7), TestMode should be false")
+	}
+}
+
+// TestEvaluatePct: RFC 7489 mode samples pct% of failing mail; the rest gets
+// the next-lower policy.
+func TestEvaluatePct(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	tests := []struct {
+		rand       int
+		applied    Policy
+		sampledOut bool
+	}{
+		{0, "reject", false},
+		{29, "reject", false},
+		{30, "quarantine", true},
+		{99, "quarantine", true},
+	}
+	for _, tt := range tests {
+		calls := 0
+		o := &Options{Mode: ModeRFC7489, Rand: func() int { calls++; return tt.rand }}
+		res := Evaluate(context.Background(), r, spfIn("pct.example", "fail", "pct.example"), o)
+		if res.Status != StatusFail || res.Published != "reject" || res.Applied != tt.applied || res.SampledOut != tt.sampledOut {
+			t.Errorf("rand %d: status %s published %q applied %q sampledOut %v; want fail reject %q %v",
+				tt.rand, res.Status, res.Published, res.Applied, res.SampledOut, tt.applied, tt.sampledOut)
+		}
+		if calls != 1 {
+			t.Errorf("rand %d: Rand called %d times", tt.rand, calls)
+		}
+		if res.Discovery.Method != MethodPSL {
+			t.Errorf("method %q", res.Discovery.Method)
+		}
+	}
+	// Passing mail is never sampled.
+	o := &Options{Mode: ModeRFC7489, Rand: func() int { t.Error("Rand called for passing mail"); return 0 }}
+	if res := Evaluate(context.Background(), r, spfIn("pct.example", "pass", "pct.example"), o); res.Status != StatusPass {
+		t.Errorf("status %s, want pass", res.Status)
+	}
+	// Same relaxed alignment under the PSL.
+	res := Evaluate(context.Background(), r, spfIn("sub.example.com", "none", "", dk("example.com", "pass")), &Options{Mode: ModeRFC7489})
+	if res.Status != StatusPass || res.Published != "quarantine" {
+		t.Errorf("PSL relaxed: %s %q (%s)", res.Status, res.Published, res.Reason)
+	}
+}
+
+// TestEvaluateTempError: DNS failure gives temperror and no policy (RFC 9989
+// §5.3.6), unless an identifier equal to the Author Domain already passed.
+func TestEvaluateTempError(t *testing.T) {
+	zone := `example.com. 300 IN A 192.0.2.1
+_dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject"
+_dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
+	tests := []struct {
+		name   string
+		fail   string
+		in     Input
+		status Status
+	}{
+		{"SERVFAIL on the policy record", "_dmarc.example.com", spfIn("example.com", "pass", "example.com"), StatusTempError},
+		{"SERVFAIL above the author record, exact SPF", "_dmarc.example.com", spfIn("a.example.com", "pass", "a.example.com"), StatusPass},
+		{"SERVFAIL above the author record, relaxed DKIM", "_dmarc.example.com", spfIn("a.example.com", "none", "", dk("example.com", "pass")), StatusTempError},
+		{"SERVFAIL above the author record, SPF fail", "_dmarc.example.com", spfIn("a.example.com", "fail", "a.example.com"), StatusTempError},
+		{"SERVFAIL in the alignment walk", "_dmarc.x.example.com", spfIn("example.com", "none", "", dk("x.example.com", "pass")), StatusTempError},
+		{"SERVFAIL in the alignment walk, other identifier aligned", "_dmarc.x.example.com",
+			spfIn("example.com", "pass", "example.com", dk("x.example.com", "pass")), StatusPass},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, r := newDNS(t, zone)
+			srv.Fail(tt.fail, dns.RcodeServerFailure)
+			res := Evaluate(context.Background(), r, tt.in, nil)
+			if res.Status != tt.status {
+				t.Fatalf("status %s (%s, %v), want %s", res.Status, res.Reason, res.Err, tt.status)
+			}
+			if tt.status == StatusTempError {
+				if !errors.Is(res.Err, ErrTemporary) || res.Applied != "" {
+					t.Errorf("err %v applied %q; want ErrTemporary and no policy", res.Err, res.Applied)
+				}
+			}
+		})
+	}
+}
+
+func TestPendingEvaluate(t *testing.T) {
+	srv, r := newDNS(t, evalZone)
+	p := StartDiscovery(context.Background(), r, "example.com", ModeRFC9989)
+	res := p.Evaluate(context.Background(), r, spfIn("example.com", "none", "", dk("mail.example.com", "pass")), nil)
+	if res.Status != StatusPass || res.AlignedDKIMDomain != "mail.example.com" {
+		t.Fatalf("got %s %q (%s)", res.Status, res.AlignedDKIMDomain, res.Reason)
+	}
+	// Discovery: _dmarc.example.com, _dmarc.com; alignment: _dmarc.mail.example.com
+	// (then example.com and com again, uncached in this test).
+	if n := srv.Queries(); n != 5 {
+		t.Errorf("%d queries, want 5", n)
+	}
+}
+
+// TestEvaluateEach: several Author Domains (RFC 9989 §11.5) — the failing
+// result with the strictest policy wins.
+func TestEvaluateEach(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	tests := []struct {
+		name    string
+		domains []string
+		in      Input
+		max     int
+		status  Status
+		author  string
+		applied Policy
+		n       int
+	}{
+		{"strictest failure wins", []string{"strict.example", "example.com", "norec.example"}, spfIn("", "fail", "x.example"), 0,
+			StatusFail, "example.com", "reject", 3},
+		{"failure beats pass", []string{"example.com", "strict.example"}, spfIn("", "pass", "example.com"), 0,
+			StatusFail, "strict.example", "quarantine", 2},
+		{"test mode lowers the failing policy", []string{"testing.example", "strict.example"}, spfIn("", "fail", "x.example"), 0,
+			StatusFail, "testing.example", "quarantine", 2}, // applied quarantine ties (t=y: reject→quarantine); published reject breaks it
+		{"all pass", []string{"example.com", "sub.example.com"}, spfIn("", "pass", "example.com"), 0,
+			StatusPass, "example.com", "none", 2},
+		{"pass and none", []string{"norec.example", "example.com"}, spfIn("", "pass", "example.com"), 0,
+			StatusPass, "example.com", "none", 2},
+		{"cap reached without failure: permerror", []string{"example.com", "sub.example.com", "strict.example"}, spfIn("", "pass", "example.com"), 2,
+			StatusPermError, "example.com", "", 2},
+		{"cap reached with a failure: the failure", []string{"strict.example", "example.com", "norec.example"}, spfIn("", "pass", "example.com"), 2,
+			StatusFail, "strict.example", "quarantine", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			best, all := EvaluateEach(context.Background(), r, tt.domains, tt.in, tt.max, nil)
+			if best.Status != tt.status || best.AuthorDomain != tt.author || best.Applied != tt.applied || len(all) != tt.n {
+				t.Errorf("got %s %s %q (%d results, %s); want %s %s %q (%d)", best.Status, best.AuthorDomain, best.Applied, len(all), best.Reason,
+					tt.status, tt.author, tt.applied, tt.n)
+			}
+		})
+	}
+	if best, _ := EvaluateEach(context.Background(), r, nil, Input{}, 0, nil); best.Status != StatusPermError {
+		t.Errorf("no domains: %s, want permerror", best.Status)
+	}
+}
