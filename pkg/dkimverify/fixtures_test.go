@@ -1,0 +1,397 @@
+package dkimverify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authmilter/authmilter/internal/resolver"
+	"github.com/miekg/dns"
+)
+
+// want is the expected result of one signature; empty fields are not checked
+// except Status and Reason.
+type want struct {
+	status  Status
+	reason  string
+	domain  string
+	sel     string
+	alg     string
+	keyBits int
+	err     error // checked with errors.Is when set
+}
+
+func check(t *testing.T, got []Result, wants []want) {
+	t.Helper()
+	if len(got) != len(wants) {
+		t.Fatalf("got %d results, want %d: %+v", len(got), len(wants), got)
+	}
+	for i, w := range wants {
+		g := got[i]
+		if g.Status != w.status || g.Reason != w.reason {
+			t.Errorf("signature %d: got %s (%s) err=%v, want %s (%s)", i, g.Status, g.Reason, g.Err, w.status, w.reason)
+		}
+		if w.domain != "" && g.Domain != w.domain {
+			t.Errorf("signature %d: domain %q, want %q", i, g.Domain, w.domain)
+		}
+		if w.sel != "" && g.Selector != w.sel {
+			t.Errorf("signature %d: selector %q, want %q", i, g.Selector, w.sel)
+		}
+		if w.alg != "" && g.Algorithm != w.alg {
+			t.Errorf("signature %d: algorithm %q, want %q", i, g.Algorithm, w.alg)
+		}
+		if w.keyBits != 0 && g.KeyBits != w.keyBits {
+			t.Errorf("signature %d: key bits %d, want %d", i, g.KeyBits, w.keyBits)
+		}
+		if w.err != nil && !errors.Is(g.Err, w.err) {
+			t.Errorf("signature %d: err %v, want %v", i, g.Err, w.err)
+		}
+		if g.Status == StatusPass && g.Err != nil {
+			t.Errorf("signature %d: pass with err %v", i, g.Err)
+		}
+		if g.Status != StatusPass && g.Err == nil {
+			t.Errorf("signature %d: %s without err", i, g.Status)
+		}
+		if len(g.BPrefix) < 8 {
+			t.Errorf("signature %d: BPrefix %q shorter than 8", i, g.BPrefix)
+		}
+	}
+}
+
+func pass(domain, sel, alg string, bits int) want {
+	return want{status: StatusPass, domain: domain, sel: sel, alg: alg, keyBits: bits}
+}
+
+// Fixtures signed by dkimpy (testdata/gen.py) and the RFC examples, keys
+// served by internal/dnstest through internal/resolver.
+func TestFixtures(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	rsa := "rsa-sha256"
+	ed := "ed25519-sha256"
+	org := "example.org"
+	tests := []struct {
+		file string
+		opts *Options
+		want []want
+	}{
+		{"rsa1024-relaxed.eml", nil, []want{pass(org, "rsa1024", rsa, 1024)}},
+		{"rsa2048-relaxed.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
+		{"rsa4096-relaxed.eml", nil, []want{pass(org, "rsa4096", rsa, 4096)}},
+		{"ed25519-relaxed.eml", nil, []want{pass(org, "ed25519", ed, 0)}},
+		{"rsa2048-simple.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
+		{"rsa2048-relaxed-simple.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
+		{"large-body.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
+		{"oversigned.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
+		{"oversigned-added-subject.eml", nil, []want{{status: StatusFail, reason: "signature mismatch"}}},
+		{"two-signatures-one-broken.eml", nil, []want{
+			{status: StatusFail, reason: "signature mismatch", domain: "esp.example.net", sel: "esp", keyBits: 1024},
+			pass(org, "ed25519", ed, 0),
+		}},
+		// RFC 8301 §3.1 and §3.2.
+		{"rsa-sha1.eml", nil, []want{{status: StatusPolicy, reason: "rsa-sha1 not accepted", alg: "rsa-sha1", err: ErrSHA1}}},
+		{"rsa512.eml", nil, []want{{status: StatusPolicy, reason: "key too small (512 bits)", keyBits: 512, err: ErrKeyTooSmall}}},
+		{"rsa1024-relaxed.eml", &Options{MinRSABits: 2048}, []want{{status: StatusPolicy, reason: "key too small (1024 bits)", err: ErrKeyTooSmall}}},
+		{"rsa2048-relaxed.eml", &Options{MinRSABits: 2048}, []want{pass(org, "rsa2048", rsa, 2048)}},
+		// go-msgauth refuses l= without verifying.
+		{"length-tag.eml", nil, []want{{status: StatusPolicy, reason: "body length tag (l=) not accepted"}}},
+		// RFC 6376 Appendix A.2 with the key of Appendix C.
+		{"rfc6376-a2.eml", nil, []want{pass("example.com", "brisbane", rsa, 1024)}},
+		// RFC 8463 Appendix A.3 with the keys of Appendix A.2.
+		{"rfc8463-a3.eml", nil, []want{
+			pass("football.example.com", "brisbane", ed, 0),
+			pass("football.example.com", "test", rsa, 1024),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			check(t, verify(t, r, readFile(t, tt.file), tt.opts, 0), tt.want)
+		})
+	}
+}
+
+// The cap on verified signatures reports the others instead of dropping them.
+func TestTooManySignatures(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	msg := readFile(t, "six-signatures.eml")
+	p := want{status: StatusPass}
+	capped := want{status: StatusPolicy, reason: "not verified: too many signatures", err: ErrTooManySignatures}
+
+	check(t, verify(t, r, msg, nil, 0), []want{p, p, p, p, p, capped})
+	before := srv.Queries()
+	check(t, verify(t, r, msg, &Options{MaxSignatures: 2}, 0), []want{p, p, capped, capped, capped, capped})
+	// Signatures over the cap cost no DNS: 2 keys looked up, not 6.
+	if q := srv.Queries() - before; q != 2 {
+		t.Errorf("%d DNS queries with MaxSignatures 2, want 2", q)
+	}
+}
+
+func TestBodyAltered(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	for _, file := range []string{"rsa2048-relaxed.eml", "rsa2048-simple.eml", "ed25519-relaxed.eml", "rfc8463-a3.eml"} {
+		t.Run(file, func(t *testing.T) {
+			msg := bytes.Replace(readFile(t, file), []byte("Are you hungry"), []byte("Are you thirsty"), 1)
+			msg = bytes.Replace(msg, []byte("Hello Bob"), []byte("Hello Eve"), 1)
+			got := verify(t, r, msg, nil, 0)
+			for i := range got {
+				if got[i].Status != StatusFail || got[i].Reason != "body hash mismatch" {
+					t.Errorf("signature %d: %s (%s), want fail (body hash mismatch)", i, got[i].Status, got[i].Reason)
+				}
+			}
+		})
+	}
+}
+
+// The body cut at arbitrary places gives the same result as in one piece.
+func TestChunking(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	for _, file := range []string{"large-body.eml", "rsa2048-simple.eml", "ed25519-relaxed.eml", "two-signatures-one-broken.eml"} {
+		msg := readFile(t, file)
+		whole := verify(t, r, msg, nil, 0)
+		for _, chunk := range []int{1, 2, 3, 7, 1000, 4096, 65535} {
+			got := verify(t, r, msg, nil, chunk)
+			if len(got) != len(whole) {
+				t.Fatalf("%s chunk %d: %d results, want %d", file, chunk, len(got), len(whole))
+			}
+			for i := range got {
+				if got[i].Status != whole[i].Status || got[i].Reason != whole[i].Reason {
+					t.Errorf("%s chunk %d sig %d: %s (%s), whole body gives %s (%s)", file, chunk, i,
+						got[i].Status, got[i].Reason, whole[i].Status, whole[i].Reason)
+				}
+			}
+		}
+		if whole[len(whole)-1].Status != StatusPass {
+			t.Errorf("%s: last signature %s, want pass", file, whole[len(whole)-1].Status)
+		}
+	}
+}
+
+// Key record outcomes for one signature (selector "other" of example.org).
+func TestKeyRecords(t *testing.T) {
+	msg := readFile(t, "other-selector.eml")
+	zone := string(readFile(t, "keys.zone"))
+	good := ""
+	for _, l := range strings.Split(zone, "\n") {
+		if strings.HasPrefix(l, "other._domainkey.example.org.") {
+			good = l
+		}
+	}
+	if good == "" {
+		t.Fatal("no record for selector other in keys.zone")
+	}
+	withOther := func(lines ...string) string {
+		return strings.Replace(zone, good, strings.Join(lines, "\n"), 1)
+	}
+	const name = "other._domainkey.example.org. 300 IN "
+	ed := `"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="`
+	tests := []struct {
+		name  string
+		zone  string
+		rcode int // if set, the server answers this for the key name
+		want  want
+	}{
+		{"published", zone, 0, want{status: StatusPass, keyBits: 2048}},
+		{"revoked", withOther(name + `TXT "v=DKIM1; p="`), 0, want{status: StatusPermError, reason: "key revoked"}},
+		{"NXDOMAIN", withOther(), 0, want{status: StatusPermError, reason: "no key"}},
+		{"NODATA", withOther(name + "A 192.0.2.1"), 0, want{status: StatusPermError, reason: "no key"}},
+		{"SERVFAIL", zone, dns.RcodeServerFailure, want{status: StatusTempError, reason: "key DNS lookup failed"}},
+		{"REFUSED", zone, dns.RcodeRefused, want{status: StatusTempError, reason: "key DNS lookup failed"}},
+		{"malformed base64", withOther(name + `TXT "v=DKIM1; p=not*base64"`), 0, want{status: StatusPermError, reason: "malformed key"}},
+		{"not a key", withOther(name + `TXT "v=DKIM1; p=AAAA"`), 0, want{status: StatusPermError, reason: "malformed key"}},
+		{"two records", withOther(good, name+`TXT "v=DKIM1; p="`), 0, want{status: StatusPermError, reason: "several key records"}},
+		{"ed25519 key for rsa-sha256", withOther(name + "TXT " + ed), 0, want{status: StatusPermError, reason: "key type does not match a="}},
+		{"h=sha1 only", withOther(strings.Replace(good, "v=DKIM1; k=rsa;", "v=DKIM1; k=rsa; h=sha1;", 1)), 0, want{status: StatusPermError, reason: "hash not allowed by key"}},
+		{"s= not email", withOther(strings.Replace(good, "v=DKIM1; k=rsa;", "v=DKIM1; k=rsa; s=tlsrpt;", 1)), 0, want{status: StatusPermError, reason: "key not for email"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, r := newDNS(t, tt.zone, resolver.Config{Attempts: 1})
+			if tt.rcode != 0 {
+				srv.Fail("other._domainkey.example.org", tt.rcode)
+			}
+			check(t, verify(t, r, msg, nil, 0), []want{tt.want})
+		})
+	}
+}
+
+// A key server that never answers gives temperror once the resolver gives up.
+func TestKeyTimeout(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{Timeout: 200 * time.Millisecond, Attempts: 1})
+	srv.Drop("other._domainkey.example.org")
+	check(t, verify(t, r, readFile(t, "other-selector.eml"), nil, 65535),
+		[]want{{status: StatusTempError, reason: "key DNS lookup failed"}})
+}
+
+// Abort cancels a key lookup that would otherwise wait for a long timeout.
+func TestAbort(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{Timeout: time.Hour, Attempts: 1})
+	srv.Drop("other._domainkey.example.org")
+	header, body := splitMessage(t, readFile(t, "other-selector.eml"))
+	v := Start(context.Background(), r, header, nil)
+	v.Abort()
+	<-v.done // would wait an hour if Abort did not cancel the lookup
+	if n, err := v.Write(body); n != len(body) || err != nil {
+		t.Errorf("Write after Abort = %d, %v", n, err)
+	}
+	a, ok := v.keys.answer("other._domainkey.example.org")
+	if !ok || a.err == nil || !strings.Contains(a.err.Error(), "cancel") {
+		t.Errorf("key lookup after Abort: %+v, want a cancellation error", a)
+	}
+	got := v.Results()
+	if len(got) != 1 || got[0].Status != StatusTempError {
+		t.Errorf("Results after Abort = %+v, want one temperror", got)
+	}
+}
+
+// The message's context is the one the key lookups run with.
+func TestContextCancelled(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	header, body := splitMessage(t, readFile(t, "rsa2048-relaxed.eml"))
+	v := Start(ctx, r, header, nil)
+	_, _ = v.Write(body)
+	check(t, v.Results(), []want{{status: StatusTempError, reason: "key DNS lookup failed"}})
+	if q := srv.Queries(); q != 0 {
+		t.Errorf("%d queries sent with a cancelled context", q)
+	}
+}
+
+func TestUnsigned(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	msg := readFile(t, "rsa2048-relaxed.eml")
+	msg = msg[bytes.Index(msg, []byte("Received:")):] // drop the signature
+	if got := verify(t, r, msg, nil, 10); got != nil {
+		t.Errorf("Results = %+v, want nil", got)
+	}
+	if q := srv.Queries(); q != 0 {
+		t.Errorf("%d DNS queries for an unsigned message", q)
+	}
+}
+
+// RFC 6376 §3.5 x= and t=, against Options.Now with Options.ClockDrift.
+func TestTimestamps(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	y2100 := time.Unix(4102444800, 0)
+	at := func(tm time.Time, drift time.Duration) *Options {
+		return &Options{Now: func() time.Time { return tm }, ClockDrift: drift}
+	}
+	expired := want{status: StatusPermError, reason: "signature expired", err: ErrExpired}
+	future := want{status: StatusPermError, reason: "signature timestamp in the future", err: ErrFutureTimestamp}
+	ok := want{status: StatusPass}
+	tests := []struct {
+		name string
+		file string
+		opts *Options
+		want want
+	}{
+		{"x=2100 now", "expires-2100.eml", atT0plus(time.Hour), ok},
+		{"x=2100 within drift", "expires-2100.eml", at(y2100.Add(299*time.Second), 0), ok},
+		// go-msgauth, on the real clock, would pass these: our clock wins.
+		{"x=2100 past drift", "expires-2100.eml", at(y2100.Add(301*time.Second), 0), expired},
+		{"x=2100 no drift", "expires-2100.eml", at(y2100.Add(time.Second), -1), expired},
+		{"x=t0+1h, 2h later", "expires-1h.eml", atT0plus(2 * time.Hour), expired},
+		{"t= 100s ahead", "rsa2048-relaxed.eml", atT0plus(-100 * time.Second), ok},
+		{"t= 10m ahead", "rsa2048-relaxed.eml", atT0plus(-10 * time.Minute), future},
+		{"t= 100s ahead, no drift", "rsa2048-relaxed.eml", at(t0.Add(-100*time.Second), -1), future},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			check(t, verify(t, r, readFile(t, tt.file), tt.opts, 0), []want{tt.want})
+		})
+	}
+}
+
+// KNOWN GAP: go-msgauth checks x= itself against the real clock with no
+// drift, before any hashing, and its clock cannot be set. A signature whose
+// x= lies within ClockDrift in the past (or is past on the real clock while
+// Options.Now says otherwise) is therefore reported expired although our own
+// check would accept it. This test pins that behaviour; if it starts to
+// fail, go-msgauth changed and the wrapper can drop the caveat.
+func TestExpiryGapRealClock(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	// x = t0+1h, long past on the real clock; our clock says 30 min after t0.
+	got := verify(t, r, readFile(t, "expires-1h.eml"), atT0plus(30*time.Minute), 0)
+	check(t, got, []want{{status: StatusPermError, reason: "signature expired"}})
+	if errors.Is(got[0].Err, ErrExpired) {
+		t.Errorf("expired by our clock? err = %v; want go-msgauth's own verdict", got[0].Err)
+	}
+}
+
+func TestBPrefixes(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"abcdefghij"}, []string{"abcdefgh"}},
+		{[]string{"short"}, []string{"short"}},
+		{[]string{"abcdefghXY", "abcdefghZZ"}, []string{"abcdefghX", "abcdefghZ"}},
+		{[]string{"abcdefghijk1", "abcdefghijk2", "zzzzzzzzzz"}, []string{"abcdefghijk1", "abcdefghijk2", "zzzzzzzz"}},
+		{[]string{"abcdefghij", "abcdefghij"}, []string{"abcdefgh", "abcdefgh"}}, // identical: nothing to tell apart
+		{[]string{"", "abc"}, []string{"", "abc"}},
+	}
+	for _, tt := range tests {
+		got := bPrefixes(tt.in)
+		for i := range got {
+			if got[i] != tt.want[i] {
+				t.Errorf("bPrefixes(%q) = %q, want %q", tt.in, got, tt.want)
+				break
+			}
+		}
+	}
+}
+
+// Malformed input never panics and gives a per-signature error.
+func TestMalformed(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	tests := []struct {
+		name   string
+		header string
+		want   want
+	}{
+		{"no tags", "DKIM-Signature: garbage\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
+		{"missing b", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "missing required tag"}},
+		{"v=2", "DKIM-Signature: v=2; a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "bad signature version"}},
+		{"From unsigned", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=to; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "From not signed"}},
+		{"i= outside d=", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; i=a@example.com; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "i= not within d="}},
+		{"bad x=", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; x=soon; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed t= or x=", err: ErrBadTimestamps}},
+		{"x before t", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; t=4102444800; x=4102444000; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "x= before t=", err: ErrBadTimestamps}},
+		{"unknown algorithm", "DKIM-Signature: v=1; a=rsa-md5; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "unsupported signature parameter"}},
+		{"no end of header", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org", want{status: StatusFail, reason: "body hash mismatch"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Start(context.Background(), r, []byte(tt.header), atT0plus(0))
+			_, _ = v.Write([]byte("body\r\n"))
+			got := v.Results()
+			if len(got) != 1 {
+				t.Fatalf("got %d results, want 1", len(got))
+			}
+			g := got[0]
+			if g.Status != tt.want.status || g.Reason != tt.want.reason {
+				t.Errorf("got %s (%s) err=%v, want %s (%s)", g.Status, g.Reason, g.Err, tt.want.status, tt.want.reason)
+			}
+			if tt.want.err != nil && !errors.Is(g.Err, tt.want.err) {
+				t.Errorf("err %v, want %v", g.Err, tt.want.err)
+			}
+		})
+	}
+}
+
+// Results may be called twice; Write after Results neither blocks nor fails.
+func TestResultsTwice(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	header, body := splitMessage(t, readFile(t, "ed25519-relaxed.eml"))
+	v := Start(context.Background(), r, header, nil)
+	_, _ = v.Write(body)
+	a := v.Results()
+	if n, err := v.Write(body); n != len(body) || err != nil {
+		t.Errorf("Write after Results = %d, %v", n, err)
+	}
+	b := v.Results()
+	if len(a) != 1 || len(b) != 1 || a[0] != b[0] || a[0].Status != StatusPass {
+		t.Errorf("Results: %+v then %+v", a, b)
+	}
+}
