@@ -241,7 +241,10 @@ func parseAR(value string) (authResults, error) {
 		res := arResult{Method: strings.ToLower(method), Result: strings.ToLower(result), Props: map[string]string{}}
 		for _, t := range toks[1:] {
 			k, v, _ := strings.Cut(t, "=")
-			res.Props[strings.ToLower(k)] = strings.Trim(v, `"`)
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			res.Props[strings.ToLower(k)] = v
 		}
 		ar.Results = append(ar.Results, res)
 	}
