@@ -128,7 +128,12 @@ type Verifier struct {
 // field "Name:value\r\n" byte-exact, see AppendField, then the empty line
 // "\r\n") is header. The header is copied. If it has no DKIM-Signature field,
 // no goroutine is started and Results returns nil (the caller reports
-// dkim=none). Otherwise key lookups start at once, through r, bound to ctx.
+// dkim=none). Otherwise key lookups start at once, through r, bound to ctx,
+// and the caller must end with Results or Abort, or the goroutine leaks.
+//
+// Write blocks while go-msgauth waits for a key (it looks keys up before
+// hashing the body): at most the resolver's timeout × attempts, well within
+// Postfix's 300 s milter_content_timeout.
 func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verifier {
 	v := &Verifier{opts: o.withDefaults()}
 	for _, f := range splitHeader(header) {
