@@ -39,6 +39,7 @@ func signedHeader(tb testing.TB, chunk []byte, n int) []byte {
 	block, _ := pem.Decode(readFile(tb, "keys/rsa2048.pem"))
 	if block == nil {
 		tb.Fatal("no PEM in keys/rsa2048.pem")
+		return nil
 	}
 	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
 	if err != nil {
