@@ -135,7 +135,19 @@ func (s *Server) Stop() {
 // Queries returns the number of queries received so far, over both transports.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
-func canonical(name string) string { return strings.ToLower(dns.Fqdn(name)) }
+// canonical returns the lowercase absolute form of name with escapes written
+// the one way miekg/dns writes them (a round trip through the wire form), so
+// that "a\032b" in the zone matches the "a\ b" of a parsed query.
+func canonical(name string) string {
+	name = dns.Fqdn(name)
+	buf := make([]byte, 256)
+	if n, err := dns.PackDomainName(name, buf, 0, nil, false); err == nil {
+		if s, _, err := dns.UnpackDomainName(buf[:n], 0); err == nil {
+			name = s
+		}
+	}
+	return strings.ToLower(name)
+}
 
 func parseZone(text string) (*zone, error) {
 	z := &zone{records: map[string][]dns.RR{}, exists: map[string]bool{".": true}}

@@ -311,8 +311,8 @@ func isNotFound(err error) bool {
 // error is always a bare *net.DNSError. For a negative answer (NXDOMAIN,
 // NODATA) both the answer and a not-found error are returned.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answer, error) {
-	qname := strings.ToLower(dns.Fqdn(name))
-	if _, ok := dns.IsDomainName(qname); !ok || len(qname) > 254 || strings.Contains(qname, "..") {
+	qname, ok := presentation(name)
+	if !ok {
 		// Like net.Resolver: a name that cannot be asked does not exist.
 		a := &answer{nxdomain: true}
 		return a, a.err(name)
@@ -484,7 +484,7 @@ func (r *Resolver) send(ctx context.Context, network, server string, m *dns.Msg)
 	}
 	if len(reply.Question) != 1 || reply.Question[0].Qtype != m.Question[0].Qtype ||
 		reply.Question[0].Qclass != m.Question[0].Qclass ||
-		!strings.EqualFold(reply.Question[0].Name, m.Question[0].Name) {
+		!sameName(reply.Question[0].Name, m.Question[0].Name) {
 		return nil, fmt.Errorf("reply does not match the question %s", m.Question[0].String())
 	}
 	return reply, nil
@@ -501,7 +501,7 @@ func finalRecords(m *dns.Msg, qname string, qtype uint16) ([]dns.RR, time.Durati
 		var next string
 		for _, rr := range m.Answer {
 			h := rr.Header()
-			if !strings.EqualFold(h.Name, name) {
+			if !sameName(h.Name, name) {
 				continue
 			}
 			if h.Rrtype == qtype {
@@ -530,6 +530,71 @@ func negativeTTL(m *dns.Msg) time.Duration {
 		}
 	}
 	return defaultNegTTL
+}
+
+// presentation turns a name as callers give it (raw octets, labels
+// separated by dots, trailing dot optional) into the lowercase, absolute
+// master-file form miekg/dns expects, escaping every octet that is not a
+// printable ASCII character or that is special in that form as \DDD.
+// Callers never pass escapes: a backslash is an octet of the name. It
+// reports false for names that cannot be asked: empty labels, a label over
+// 63 octets or a name over 253 octets (RFC 1035 §2.3.4).
+func presentation(name string) (string, bool) {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(name) + 1)
+	label := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '.' {
+			if label == 0 {
+				return "", false
+			}
+			label = 0
+			b.WriteByte('.')
+			continue
+		}
+		if label++; label > 63 {
+			return "", false
+		}
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+		case c <= ' ' || c > '~' || strings.IndexByte(`\"();@$`, c) >= 0:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('.')
+	return b.String(), true
+}
+
+// sameName compares two names in master-file form by their wire form,
+// ignoring ASCII case (RFC 4343), so escapes written differently match.
+func sameName(a, b string) bool {
+	wa, wb := make([]byte, 256), make([]byte, 256)
+	na, errA := dns.PackDomainName(a, wa, 0, nil, false)
+	nb, errB := dns.PackDomainName(b, wb, 0, nil, false)
+	if errA != nil || errB != nil || na != nb {
+		return false
+	}
+	for i := range na {
+		x, y := wa[i], wb[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // unescape turns one TXT character-string as miekg/dns presents it (with

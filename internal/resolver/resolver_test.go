@@ -34,6 +34,9 @@ dangling.example.com. IN CNAME nowhere.example.com.
 1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. IN PTR a.example.com.
 sub.deep.example.com. IN TXT "deep"
 nosoa.test.          IN TXT "x"
+sp\032ace.example.com. IN TXT "space"
+user+tag.example.com. IN TXT "plus"
+caf\195\169.example.com. IN TXT "utf8"
 `
 
 func newResolver(t *testing.T, cfg Config, servers ...*dnstest.Server) *Resolver {
@@ -80,6 +83,9 @@ func TestRecordTypes(t *testing.T) {
 		{"PTR v4", func() (any, error) { return r.LookupAddr(ctx, "192.0.2.1") }, `[a.example.com.]`},
 		{"PTR v4-mapped", func() (any, error) { return r.LookupAddr(ctx, "::ffff:192.0.2.1") }, `[a.example.com.]`},
 		{"PTR v6", func() (any, error) { return r.LookupAddr(ctx, "2001:db8::1") }, `[a.example.com.]`},
+		{"TXT name with a space", func() (any, error) { return r.LookupTXT(ctx, "sp ace.example.com") }, `[space]`},
+		{"TXT name with a plus", func() (any, error) { return r.LookupTXT(ctx, "User+Tag.example.com") }, `[plus]`},
+		{"TXT name in UTF-8", func() (any, error) { return r.LookupTXT(ctx, "café.example.com.") }, `[utf8]`},
 		{"exists", func() (any, error) { return r.DomainExists(ctx, "a.example.com") }, `true`},
 		{"exists NODATA", func() (any, error) { return r.DomainExists(ctx, "v6.example.com") }, `true`},
 		{"exists empty non-terminal", func() (any, error) { return r.DomainExists(ctx, "deep.example.com") }, `true`},
@@ -133,6 +139,9 @@ func TestErrorFlags(t *testing.T) {
 		{"notimp.example.com", false, true, false, false},
 		{"drop.example.com", false, true, true, false},
 		{"bad..name", true, false, false, false},
+		{"nul\x00byte.example.com", true, false, false, false},
+		{"cr\rptr.example.com", true, false, false, false},
+		{`back\slash.example.com`, true, false, false, false},
 		{strings.Repeat("x", 64) + ".example.com", true, false, false, false},
 	}
 	for _, tt := range tests {
@@ -419,5 +428,38 @@ func TestNewConfig(t *testing.T) {
 	}
 	if r.timeout != DefaultTimeout || r.attempts != DefaultAttempts || r.cache == nil {
 		t.Errorf("defaults not applied: %v %v %v", r.timeout, r.attempts, r.cache)
+	}
+}
+
+func TestPresentation(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"Example.COM", "example.com.", true},
+		{"example.com.", "example.com.", true},
+		{"a b.example", `a\032b.example.`, true},
+		{"a\x00b.example", `a\000b.example.`, true},
+		{`a"b;c(d)e@f$g\h.example`, `a\034b\059c\040d\041e\064f\036g\092h.example.`, true},
+		{"", "", false},
+		{".", "", false},
+		{"a..b", "", false},
+		{".a", "", false},
+		{strings.Repeat("a", 63) + ".b", strings.Repeat("a", 63) + ".b.", true},
+		{strings.Repeat("a", 64) + ".b", "", false},
+		{strings.Repeat("a.", 126) + "bc", "", false}, // 254 octets
+	}
+	for _, tt := range tests {
+		got, ok := presentation(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("presentation(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if ok && !sameName(got, strings.ToUpper(got)) {
+			t.Errorf("sameName(%q, upper case) = false", got)
+		}
+	}
+	if sameName("a.example.", "b.example.") {
+		t.Error("sameName of different names")
 	}
 }
