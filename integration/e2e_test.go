@@ -128,6 +128,13 @@ func testDKIM(t *testing.T) {
 			if a := r.Props["header.a"]; a != "" && a != c.algo {
 				t.Errorf("header.a=%q, want %q", a, c.algo)
 			}
+			// header.b: the first 8+ characters of b= tell several
+			// signatures apart (RFC 6008 §4).
+			sig := d.get("DKIM-Signature")
+			if hb := r.Props["header.b"]; len(hb) < 8 || len(sig) != 1 ||
+				!strings.Contains(strings.Join(strings.Fields(sig[0]), ""), "b="+hb) {
+				t.Errorf("header.b=%q is not a prefix of the signature's b= (%q)", hb, sig)
+			}
 			wantResult(t, ar, "spf", "smtp.mailfrom", "bounces@dkim.test", "fail")
 			wantResult(t, ar, "dmarc", "header.from", "dkim.test", "pass")
 		})
@@ -363,6 +370,20 @@ func testVariants(t *testing.T, dnsAddr string) {
 		from := "alice@dmarc-quar.test"
 		d := deliver(t, pf.smtpAlt, bad, from, message(id, from), id)
 		wantResult(t, wantAR(t, d), "dmarc", "header.from", "dmarc-quar.test", "fail")
+	})
+
+	t.Run("dns down gives temperror, accepted", func(t *testing.T) {
+		// A milter of its own whose only DNS server stops answering: fail
+		// safe (temperror, never a fail or reject) and say so in the header.
+		down := startDNS(t)
+		runMilter(t, "dnsdown", defaultConfig(down.Addr(), "inet:"+pf.milterAlt))
+		down.Stop()
+		id := newID(t.Name())
+		from := "alice@dmarc-reject.test"
+		d := deliver(t, pf.smtpAlt, bad, from, message(id, from), id)
+		ar := wantAR(t, d)
+		wantResult(t, ar, "spf", "smtp.mailfrom", from, "temperror")
+		wantResult(t, ar, "dmarc", "header.from", "dmarc-reject.test", "temperror")
 	})
 
 	t.Run("temperror=tempfail", func(t *testing.T) {
