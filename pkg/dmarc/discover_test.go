@@ -14,7 +14,7 @@ import (
 
 // newDNS starts a test DNS server with zone and returns it with an uncached
 // resolver pointed at it, so every lookup is one query on the wire.
-func newDNS(t *testing.T, zone string) (*dnstest.Server, *resolver.Resolver) {
+func newDNS(t testing.TB, zone string) (*dnstest.Server, *resolver.Resolver) {
 	t.Helper()
 	srv := dnstest.New(t, zone)
 	r, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, CacheSize: -1, Attempts: 1})
@@ -350,10 +350,16 @@ func TestStartDiscovery(t *testing.T) {
 	// Waiting with an ended context on a discovery that never finishes.
 	srv, r2 := newDNS(t, `example.com. 300 IN A 192.0.2.1`)
 	srv.Drop("_dmarc.example.com")
-	slow := StartDiscovery(context.Background(), r2, "example.com", ModeRFC9989)
+	runCtx, stop := context.WithCancel(context.Background())
+	slow := StartDiscovery(runCtx, r2, "example.com", ModeRFC9989)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := slow.Wait(ctx); !errors.Is(err, ErrTemporary) {
 		t.Fatalf("Wait with cancelled ctx = %v, want ErrTemporary", err)
+	}
+	// Cancelling the discovery's own context ends it with a temperror.
+	stop()
+	if _, err := slow.Wait(context.Background()); !errors.Is(err, ErrTemporary) {
+		t.Fatalf("cancelled discovery = %v, want ErrTemporary", err)
 	}
 }
