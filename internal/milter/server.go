@@ -143,16 +143,20 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		var idle []*trackedConn
 		srv.mu.Lock()
 		n := 0
 		for c := range srv.conns {
 			if connState(c.state.Load()) == stateIdle {
-				c.Close()
+				idle = append(idle, c)
 			} else {
 				n++
 			}
 		}
 		srv.mu.Unlock()
+		for _, c := range idle { // Close takes srv.mu itself
+			c.Close()
+		}
 		if n == 0 {
 			srv.wg.Wait()
 			return nil
@@ -160,10 +164,14 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			srv.mu.Lock()
+			rest := make([]*trackedConn, 0, len(srv.conns))
 			for c := range srv.conns {
-				c.Close()
+				rest = append(rest, c)
 			}
 			srv.mu.Unlock()
+			for _, c := range rest {
+				c.Close()
+			}
 			srv.wg.Wait()
 			return fmt.Errorf("shutdown: %d messages still in flight were cut off: %w", n, ctx.Err())
 		case <-tick.C:

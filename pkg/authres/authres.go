@@ -213,3 +213,145 @@ func SameServID(value, authservID string) bool {
 	id := ServID(value)
 	return id != "" && id == strings.ToLower(strings.TrimSuffix(authservID, "."))
 }
+
+// Parse reads an Authentication-Results value into its authserv-id and
+// results. It is lenient (comments are kept as Reason, unknown syntax is
+// skipped) and meant for reading fields back: tests, `verify`, a milter
+// placed after another one.
+func Parse(value string) (servID string, results []Result) {
+	parts := splitOutside(value, ';')
+	if len(parts) == 0 {
+		return "", nil
+	}
+	servID = ServID(parts[0])
+	for _, p := range parts[1:] {
+		var r Result
+		for _, w := range words(p) {
+			if strings.HasPrefix(w, "(") {
+				if r.Reason == "" {
+					r.Reason = unComment(w)
+				}
+				continue
+			}
+			k, v, ok := strings.Cut(w, "=")
+			if !ok {
+				continue
+			}
+			v = unQuote(v)
+			if r.Method == "" {
+				r.Method, r.Value = strings.ToLower(k), strings.ToLower(v)
+				continue
+			}
+			r.Props = append(r.Props, Prop{Key: strings.ToLower(k), Value: v})
+		}
+		if r.Method != "" && r.Method != "none" {
+			results = append(results, r)
+		}
+	}
+	return servID, results
+}
+
+// Prop returns the value of the property key ("smtp.mailfrom"), or "".
+func (r Result) Prop(key string) string {
+	for _, p := range r.Props {
+		if strings.EqualFold(p.Key, key) {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// splitOutside splits s at sep outside comments and quoted strings.
+func splitOutside(s string, sep byte) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			i++
+		case quoted:
+			quoted = c != '"'
+		case c == '"':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == sep && depth == 0:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// words splits at whitespace outside comments and quoted strings; a comment
+// is one word.
+func words(s string) []string {
+	var out []string
+	var cur strings.Builder
+	depth, quoted := 0, false
+	flush := func() {
+		if cur.Len() > 0 {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			cur.WriteByte(c)
+			i++
+			c = s[i]
+		case quoted:
+			quoted = c != '"'
+		case c == '"':
+			quoted = true
+		case c == '(':
+			if depth == 0 {
+				flush()
+			}
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+			if depth == 0 {
+				cur.WriteByte(c)
+				flush()
+				continue
+			}
+		case depth == 0 && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			flush()
+			continue
+		}
+		cur.WriteByte(c)
+	}
+	flush()
+	return out
+}
+
+func unComment(w string) string {
+	w = strings.TrimSuffix(strings.TrimPrefix(w, "("), ")")
+	return unescape(w)
+}
+
+func unQuote(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		return unescape(v[1 : len(v)-1])
+	}
+	return v
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

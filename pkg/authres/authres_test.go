@@ -86,3 +86,33 @@ func FuzzServID(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRoundTrip(t *testing.T) {
+	in := []Result{
+		{Method: "spf", Value: "pass", Reason: "domain of a@b designates 192.0.2.1 as permitted sender",
+			Props: []Prop{{"smtp.mailfrom", "a@b.example"}}},
+		{Method: "dkim", Value: "fail", Reason: "body (hash) mismatch", Props: []Prop{{"header.d", "b.example"}, {"header.b", "AbC+/x=1"}}},
+		{Method: "dmarc", Value: "fail", Reason: "p=REJECT; nothing aligned", Props: []Prop{{"header.from", "b.example"}}},
+		{Method: "spf", Value: "none", Props: []Prop{{"smtp.mailfrom", `odd "local";x@b.example`}}},
+	}
+	id, out := Parse(" " + Format("MX.example", in))
+	if id != "mx.example" {
+		t.Errorf("servid %q", id)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("got %d results: %+v", len(out), out)
+	}
+	for i := range in {
+		if out[i].Method != in[i].Method || out[i].Value != in[i].Value || out[i].Reason != in[i].Reason {
+			t.Errorf("%d: got %+v want %+v", i, out[i], in[i])
+		}
+		for _, p := range in[i].Props {
+			if got := out[i].Prop(p.Key); got != p.Value {
+				t.Errorf("%d: %s = %q, want %q", i, p.Key, got, p.Value)
+			}
+		}
+	}
+	if _, rs := Parse(" mx; none"); len(rs) != 0 {
+		t.Errorf("none: %+v", rs)
+	}
+}

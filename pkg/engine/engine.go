@@ -117,16 +117,16 @@ type Message struct {
 
 	spf, helo chan spfcheck.Outcome
 
-	headerBytes   int
-	headerCount   int
-	tooLarge      bool
-	header        []byte // the rebuilt header block, for DKIM
-	fromValues    []string
-	discoveries   map[string]*dmarc.Pending
-	dkim          *dkimverify.Verifier
-	signatures    int // DKIM-Signature fields seen
-	eohDone       bool
-	finishOnce    sync.Once
+	headerBytes int
+	headerCount int
+	tooLarge    bool
+	header      []byte // the rebuilt header block, for DKIM
+	fromValues  []string
+	discoveries map[string]*dmarc.Pending
+	dkim        *dkimverify.Verifier
+	signatures  int // DKIM-Signature fields seen
+	eohDone     bool
+	finishOnce  sync.Once
 }
 
 // Begin starts evaluating a message: SPF lookups start now. ctx bounds all
@@ -302,22 +302,22 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 			return
 		}
 	}
-	if len(domains) > m.e.o.MaxAuthorDomains {
-		domains = domains[:m.e.o.MaxAuthorDomains]
-	}
-	in := dmarc.Input{SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
+	in := dmarc.Input{AuthorDomain: domains[0], SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
 	for _, d := range r.DKIM {
 		in.DKIM = append(in.DKIM, dmarc.DKIMInput{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
 	}
 	o := &dmarc.Options{Mode: m.e.o.DMARCMode}
-	for _, d := range domains {
-		in.AuthorDomain = d
-		p := m.discoveries[d]
+	if len(domains) == 1 {
+		p := m.discoveries[domains[0]]
 		if p == nil {
-			p = dmarc.StartDiscovery(m.ctx, m.e.r, d, m.e.o.DMARCMode)
+			p = dmarc.StartDiscovery(m.ctx, m.e.r, domains[0], m.e.o.DMARCMode)
 		}
-		res := dmarc.EvaluateDiscovered(ctx, m.e.r, p, in, o)
-		r.DMARCAll = append(r.DMARCAll, res)
+		r.DMARC = p.Evaluate(ctx, m.e.r, in, o)
+		r.DMARCAll = []dmarc.Result{r.DMARC}
+		return
 	}
-	r.DMARC = dmarc.Strictest(r.DMARCAll)
+	// RFC 9989 §11.5: evaluate each, act on the strictest failing result.
+	// The discoveries started at the From fields are in the resolver's
+	// cache (or in flight, joined by singleflight) by now.
+	r.DMARC, r.DMARCAll = dmarc.EvaluateEach(ctx, m.e.r, domains, in, m.e.o.MaxAuthorDomains, o)
 }

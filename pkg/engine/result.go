@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -34,16 +35,16 @@ type Result struct {
 func (r *Result) AuthResults() []authres.Result {
 	var out []authres.Result
 	if r.SPF.Result != "" {
-		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: spfReason(r.SPF)}
 		id := r.Envelope.MailFrom
 		if id == "" { // RFC 7208 §2.4: the null sender is checked as postmaster@HELO
 			id = r.SPF.Identity
 		}
+		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: spfReason(r.SPF, id, r.Envelope.ClientIP)}
 		ar.Props = []authres.Prop{{Key: "smtp.mailfrom", Value: id}}
 		out = append(out, ar)
 	}
 	if r.HELO.Result != "" {
-		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: spfReason(r.HELO),
+		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: spfReason(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP),
 			Props: []authres.Prop{{Key: "smtp.helo", Value: r.Envelope.HELO}}})
 	}
 	out = append(out, dkimAuthResults(r.DKIM)...)
@@ -53,9 +54,20 @@ func (r *Result) AuthResults() []authres.Result {
 	return out
 }
 
-func spfReason(o spfcheck.Outcome) string {
-	if o.Result == spfcheck.Pass {
-		return ""
+// spfReason is the comment of an spf= result, in the words postmasters
+// know from policyd-spf and RFC 7208 §9.1's examples, naming the client
+// address the result is about.
+func spfReason(o spfcheck.Outcome, identity string, ip net.IP) string {
+	who := "domain of " + identity
+	switch o.Result {
+	case spfcheck.Pass:
+		return fmt.Sprintf("%s designates %s as permitted sender", who, ip)
+	case spfcheck.Fail:
+		return fmt.Sprintf("%s does not designate %s as permitted sender", who, ip)
+	case spfcheck.SoftFail:
+		return fmt.Sprintf("%s discourages use of %s as permitted sender", who, ip)
+	case spfcheck.Neutral:
+		return fmt.Sprintf("%s is neither permitted nor denied by %s", ip, who)
 	}
 	return o.Reason
 }
