@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"os"
@@ -83,9 +84,13 @@ func engineOptions(cfg *config.Config) engine.Options {
 
 // newService builds everything a message needs from the configuration.
 func newService(cfg *config.Config, log *slog.Logger) (*service.Service, error) {
+	cacheSize := cfg.DNS.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // the resolver reads 0 as its default size
+	}
 	res, err := resolver.New(resolver.Config{
 		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cfg.DNS.CacheSize,
+		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
@@ -113,6 +118,10 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg, stderr)
+	// go-milter logs through the standard logger: connection ends the MTA
+	// caused are routine, anything else is worth a warning.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(libraryLog{log})
 	svc, err := newService(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -125,7 +134,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	var listeners []net.Listener
 	for _, spec := range cfg.Milter.Listen {
 		sock, _ := config.ParseSocket(spec) // validated
-		ln, err := milter.Listen(sock, fs.FileMode(mode))
+		ln, err := milter.Listen(sock, fs.FileMode(mode), cfg.Milter.SocketGroup)
 		if err != nil {
 			log.Error("cannot start", "err", err)
 			for _, l := range listeners {
@@ -184,4 +193,19 @@ func configName(p string) string {
 		return "(embedded defaults)"
 	}
 	return p
+}
+
+// libraryLog takes go-milter's log lines.
+type libraryLog struct{ log *slog.Logger }
+
+func (l libraryLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	for _, routine := range []string{"use of closed network connection", "connection reset", "EOF", "i/o timeout", "broken pipe"} {
+		if strings.Contains(msg, routine) {
+			level = slog.LevelDebug
+		}
+	}
+	l.log.Log(context.Background(), level, "milter protocol", "detail", msg)
+	return len(p), nil
 }

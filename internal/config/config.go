@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +38,7 @@ type Config struct {
 type Milter struct {
 	Listen          []string `toml:"listen"`
 	SocketMode      string   `toml:"socket_mode"`
+	SocketGroup     string   `toml:"socket_group"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	MaxHeaderBytes  int      `toml:"max_header_bytes"`
@@ -187,21 +190,74 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes TOML text on top of the defaults and validates the result.
-// The error, if any, is of type Errors.
+// The error, if any, is of type Errors and lists every problem found:
+// syntax, unknown options, wrong types, then impossible values.
 func Parse(data []byte) (*Config, error) {
+	var raw map[string]any
+	if err := toml.Unmarshal(data, &raw); err != nil {
+		return nil, decodeErrors(err) // syntax: nothing more can be read
+	}
+	lines := keyLines(data)
+	es := unknownKeys(raw, "", knownKeys(), lines)
 	c := Default()
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		return nil, decodeErrors(err)
+	if err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
+		es = append(es, decodeErrors(err)...)
+	}
+	if len(es) > 0 {
+		return nil, es
 	}
 	if errs := c.Validate(); len(errs) > 0 {
-		lines := keyLines(data)
 		for i := range errs {
 			errs[i].Line = lines[errs[i].Key]
 		}
 		return nil, errs
 	}
 	return c, nil
+}
+
+// knownKeys lists every dotted option name, from the struct tags.
+func knownKeys() map[string]bool {
+	m := map[string]bool{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := f.Tag.Get("toml")
+			if prefix != "" {
+				name = prefix + "." + name
+			}
+			m[name] = true
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+				walk(f.Type, name)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return m
+}
+
+func unknownKeys(raw map[string]any, prefix string, known map[string]bool, lines map[string]int) Errors {
+	var es Errors
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return lines[prefix+keys[i]] < lines[prefix+keys[j]] })
+	for _, k := range keys {
+		name := prefix + k
+		if !known[name] {
+			line := lines[name]
+			if line == 0 {
+				line = lines["["+name+"]"]
+			}
+			es = append(es, Error{Key: name, Line: line, Msg: "unknown option"})
+			continue
+		}
+		if sub, ok := raw[k].(map[string]any); ok {
+			es = append(es, unknownKeys(sub, name+".", known, lines)...)
+		}
+	}
+	return es
 }
 
 func decodeErrors(err error) Errors {
@@ -235,6 +291,9 @@ func keyLines(data []byte) map[string]int {
 		switch {
 		case strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"):
 			table = strings.Trim(s, "[] ")
+			if _, ok := m["["+table+"]"]; !ok {
+				m["["+table+"]"] = i + 1
+			}
 		case strings.Contains(s, "=") && !strings.HasPrefix(s, "#"):
 			k := strings.TrimSpace(s[:strings.Index(s, "=")])
 			if table != "" {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,8 +66,10 @@ func NewServer(backend Backend, opts Options) *Server {
 }
 
 // Listen opens a socket. A stale unix socket file (nothing listening) is
-// removed first; a live one is an error, so two daemons never share it.
-func Listen(s config.Socket, mode fs.FileMode) (net.Listener, error) {
+// removed first; a live one is an error, so two daemons never share it. A
+// unix socket gets mode and, when group is not empty, that group, so that
+// the MTA's user can connect.
+func Listen(s config.Socket, mode fs.FileMode, group string) (net.Listener, error) {
 	if s.Network == "unix" {
 		if fi, err := os.Lstat(s.Address); err == nil {
 			if fi.Mode()&fs.ModeSocket == 0 {
@@ -88,6 +92,12 @@ func Listen(s config.Socket, mode fs.FileMode) (net.Listener, error) {
 		if err := os.Chmod(s.Address, mode); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("listen %s: %w", s, err)
+		}
+		if group != "" {
+			if err := chgrp(s.Address, group); err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("listen %s: %w", s, err)
+			}
 		}
 	}
 	return ln, nil
@@ -247,4 +257,18 @@ func (c *trackedConn) Close() error {
 		c.srv.wg.Done()
 	}
 	return err
+}
+
+func chgrp(path, group string) error {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		if g, err = user.LookupGroupId(group); err != nil {
+			return fmt.Errorf("socket_group %q: %w", group, err)
+		}
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return fmt.Errorf("socket_group %q: %w", group, err)
+	}
+	return os.Chown(path, -1, gid)
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/authmilter/authmilter/internal/dnstest"
+)
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[dns]\ntimeout = \"soon\"\n[milter]\nlisten = [\"inet:1.2.3.4\"]\nbogus = 1\n"), 0o600)
+	tests := []struct {
+		args []string
+		code int
+		out  []string
+	}{
+		{[]string{"check-config", "../../config.example.toml"}, 0, []string{"ok"}},
+		{[]string{"check-config", bad}, 1, []string{"line 5: milter.bogus: unknown option"}},
+		{[]string{"check-config", filepath.Join(dir, "missing.toml")}, 1, []string{"no such file"}},
+		{[]string{"check-config"}, 2, []string{"usage"}},
+		{[]string{"version"}, 0, []string{"authmilter"}},
+		{[]string{"frobnicate"}, 2, []string{"unknown command"}},
+		{[]string{"serve", "-config", bad}, 1, []string{"milter.bogus"}},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := run(tt.args, &out, &errb)
+		all := out.String() + errb.String()
+		if code != tt.code {
+			t.Errorf("%v: exit %d, want %d; output %s", tt.args, code, tt.code, all)
+		}
+		for _, w := range tt.out {
+			if !strings.Contains(all, w) {
+				t.Errorf("%v: output lacks %q: %s", tt.args, w, all)
+			}
+		}
+	}
+	// Every error of a file is reported, not only the first.
+	os.WriteFile(bad, []byte("[dns]\nattempts = 0\ntimeout = \"0s\"\n[dmarc]\nmode = \"x\"\n"), 0o600)
+	var errb bytes.Buffer
+	run([]string{"check-config", bad}, &bytes.Buffer{}, &errb)
+	for _, w := range []string{"line 2: dns.attempts", "line 3: dns.timeout", "line 5: dmarc.mode"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("lacks %q: %s", w, errb.String())
+		}
+	}
+}
+
+// buildBinary builds the command once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "authmilter")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// SIGTERM with a message in flight: the message gets its reply, the
+// process exits 0; a stale unix socket file is replaced at start and
+// removed at exit.
+func TestServeSIGTERM(t *testing.T) {
+	bin := buildBinary(t)
+	dns := dnstest.New(t, `sender.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
+	dns.Drop("_dmarc.sender.test.") // the message waits on this lookup
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "am.sock")
+	// A stale socket: bound, then its listener gone.
+	if l, err := net.Listen("unix", sock); err == nil {
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+	}
+	port := freePort(t)
+	cfg := filepath.Join(dir, "am.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`authserv_id = "mx.rcpt.test"
+[milter]
+listen = ["inet:%d@127.0.0.1", "local:%s"]
+shutdown_timeout = "20s"
+[dns]
+servers = ["%s"]
+timeout = "1500ms"
+attempts = 1
+`, port, sock, dns.Addr())), 0o600)
+
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", "-config", cfg)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatalf("milter did not start: %s", logs.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("unix socket: %v %v", fi, err)
+	}
+	// The unix socket serves too.
+	su := dial(t, "unix", sock)
+	su.Close()
+
+	s := dial(t, "tcp", addr)
+	done := make(chan string, 1)
+	go func() {
+		mods, act, err := sendOne(s)
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		for _, m := range mods {
+			if m.HeaderName == "Authentication-Results" {
+				done <- fmt.Sprintf("%c %s", act.Code, m.HeaderValue)
+				return
+			}
+		}
+		done <- "no header"
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	if !strings.HasPrefix(got, "c ") || !strings.Contains(got, "dmarc=temperror") {
+		t.Errorf("message in flight got %q", got)
+	}
+	err := cmd.Wait()
+	if err != nil {
+		t.Errorf("exit: %v\n%s", err, logs.String())
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+	if !strings.Contains(logs.String(), "shutting down") || !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("log: %s", logs.String())
+	}
+}
+
+func dial(t *testing.T, network, addr string) *gomilter.ClientSession {
+	t.Helper()
+	c := gomilter.NewClientWithOptions(network, addr, gomilter.ClientOptions{
+		ReadTimeout: 20 * time.Second, WriteTimeout: 5 * time.Second,
+		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
+	})
+	s, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sendOne(s *gomilter.ClientSession) ([]gomilter.ModifyAction, *gomilter.Action, error) {
+	steps := []func() (*gomilter.Action, error){
+		func() (*gomilter.Action, error) { return s.Conn("mx.sender.test", gomilter.FamilyInet, 25, "192.0.2.1") },
+		func() (*gomilter.Action, error) { return s.Helo("mx.sender.test") },
+		func() (*gomilter.Action, error) { return s.Mail("<a@sender.test>", nil) },
+		func() (*gomilter.Action, error) { return s.Rcpt("<b@rcpt.test>", nil) },
+		func() (*gomilter.Action, error) { return s.HeaderField("From", " a@sender.test") },
+		func() (*gomilter.Action, error) { return s.HeaderEnd() },
+		func() (*gomilter.Action, error) { return s.BodyChunk([]byte("hello\r\n")) },
+	}
+	for _, st := range steps {
+		if _, err := st(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s.End()
+}
