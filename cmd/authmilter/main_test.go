@@ -181,7 +181,9 @@ func dial(t *testing.T, network, addr string) *gomilter.ClientSession {
 
 func sendOne(s *gomilter.ClientSession) ([]gomilter.ModifyAction, *gomilter.Action, error) {
 	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return s.Conn("mx.sender.test", gomilter.FamilyInet, 25, "192.0.2.1") },
+		func() (*gomilter.Action, error) {
+			return s.Conn("mx.sender.test", gomilter.FamilyInet, 25, "192.0.2.1")
+		},
 		func() (*gomilter.Action, error) { return s.Helo("mx.sender.test") },
 		func() (*gomilter.Action, error) { return s.Mail("<a@sender.test>", nil) },
 		func() (*gomilter.Action, error) { return s.Rcpt("<b@rcpt.test>", nil) },
