@@ -61,13 +61,13 @@ type Override struct {
 // PolicyPublished is the DMARC policy the evaluation used (RFC 9990
 // policy_published).
 type PolicyPublished struct {
-	Domain          string   // the domain where the record was found
-	DiscoveryMethod string   // "treewalk" or "psl"
-	ADKIM, ASPF     string   // "r" or "s"
-	P, SP, NP       string   // none, quarantine, reject; "" when absent
-	Testing         string   // "y" or "n"
-	Pct             int      // RFC 7489 mode only; -1 when absent
-	RUA             []URI    // where reports go, in published order
+	Domain          string // the domain where the record was found
+	DiscoveryMethod string // "treewalk" or "psl"
+	ADKIM, ASPF     string // "r" or "s"
+	P, SP, NP       string // none, quarantine, reject; "" when absent
+	Testing         string // "y" or "n"
+	Pct             int    // RFC 7489 mode only; -1 when absent
+	RUA             []URI  // where reports go, in published order
 	FO              string
 }
 
