@@ -32,6 +32,8 @@ type Config struct {
 	SPF    SPF    `toml:"spf"`
 	DKIM   DKIM   `toml:"dkim"`
 	DMARC  DMARC  `toml:"dmarc"`
+	Store  Store  `toml:"store"`  // internal/config/store.go
+	Report Report `toml:"report"` // internal/config/report.go
 }
 
 // Milter holds the sockets and session limits of the milter server.
@@ -142,6 +144,8 @@ func Default() *Config {
 			IgnoreFromDomains: []string{},
 			TrustedForwarders: []string{},
 		},
+		Store:  defaultStore(),
+		Report: defaultReport(),
 	}
 }
 
@@ -257,6 +261,8 @@ func unknownKeys(raw map[string]any, prefix string, known map[string]bool, lines
 			es = append(es, unknownKeys(sub, name+".", known, lines)...)
 		}
 	}
+	es = append(es, c.validateStore()...)
+	es = append(es, c.validateReport()...)
 	return es
 }
 
@@ -403,5 +409,7 @@ func (c *Config) Validate() Errors {
 			bad("dmarc.trusted_forwarders", "%v", err)
 		}
 	}
+	es = append(es, c.validateStore()...)
+	es = append(es, c.validateReport()...)
 	return es
 }
