@@ -261,8 +261,6 @@ func unknownKeys(raw map[string]any, prefix string, known map[string]bool, lines
 			es = append(es, unknownKeys(sub, name+".", known, lines)...)
 		}
 	}
-	es = append(es, c.validateStore()...)
-	es = append(es, c.validateReport()...)
 	return es
 }
 
@@ -409,6 +407,8 @@ func (c *Config) Validate() Errors {
 			bad("dmarc.trusted_forwarders", "%v", err)
 		}
 	}
+	es = append(es, c.validateStore()...)
+	es = append(es, c.validateReport()...)
 	es = append(es, c.validateStore()...)
 	es = append(es, c.validateReport()...)
 	return es
