@@ -72,13 +72,28 @@ func Format(authservID string, results []Result) string {
 	return b.String()
 }
 
-// Comment returns s as an RFC 5322 comment: parentheses and backslashes
-// escaped, control characters replaced by spaces.
+// Comment returns s as an RFC 5322 comment: backslashes and unbalanced
+// parentheses escaped, control characters replaced by spaces.
+//
+// Balanced parentheses are kept as nested comments (RFC 5322 §3.2.2 allows
+// them), so "(DKIM aligned (header.d=x))" stays readable.
 func Comment(s string) string {
+	s = clean(s)
+	balanced, depth := true, 0
+	for _, c := range s {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			balanced = balanced && depth >= 0
+		}
+	}
+	balanced = balanced && depth == 0
 	var b strings.Builder
 	b.WriteByte('(')
-	for _, c := range clean(s) {
-		if c == '(' || c == ')' || c == '\\' {
+	for _, c := range s {
+		if c == '\\' || (!balanced && (c == '(' || c == ')')) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(c)

@@ -37,7 +37,8 @@ func TestValues(t *testing.T) {
 		{"a@b.example", "a@b.example", "(a@b.example)"},
 		{"", `""`, "()"},
 		{"with space@x", `"with space@x"`, "(with space@x)"},
-		{`q"uote;(x)`, `"q\"uote;(x)"`, `(q"uote;\(x\))`},
+		{`q"uote;(x)`, `"q\"uote;(x)"`, `(q"uote;(x))`},
+		{`a)b(`, `"a)b("`, `(a\)b\()`},
 		{"nul\x00cr\r\nlf", `"nul cr  lf"`, "(nul cr  lf)"},
 		{"üser@bücher.example", "üser@bücher.example", "(üser@bücher.example)"},
 	}

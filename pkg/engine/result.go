@@ -113,7 +113,7 @@ func dmarcAuthResult(r *Result) authres.Result {
 	var why []string
 	if d.Published != "" {
 		p := "p=" + strings.ToUpper(string(d.Published))
-		if d.Applied != "" && d.Applied != d.Published {
+		if d.Status == dmarc.StatusFail && d.Applied != "" && d.Applied != d.Published {
 			p += " applied=" + strings.ToUpper(string(d.Applied))
 		}
 		why = append(why, p)
