@@ -115,8 +115,12 @@ func addrString(a netip.Addr) string {
 func ReceivedSPF(receiver string, env milter.Envelope, o spfcheck.Outcome) string {
 	var b strings.Builder
 	b.WriteString(string(o.Result))
-	if o.Reason != "" {
-		b.WriteString(" " + authres.Comment(receiver+": "+o.Reason))
+	var ip net.IP
+	if env.ClientIP.IsValid() {
+		ip = net.IP(env.ClientIP.AsSlice())
+	}
+	if c := engine.SPFComment(o, o.Identity, ip); c != "" {
+		b.WriteString(" " + authres.Comment(receiver+": "+c))
 	}
 	kv := func(k, v string) {
 		fmt.Fprintf(&b, "\r\n\t%s=%s;", k, authres.PValue(v))

@@ -228,3 +228,37 @@ func TestServfailIsTemperror(t *testing.T) {
 		t.Errorf("A-R: %s", ar)
 	}
 }
+
+// RFC 7208 §9.1: the optional Received-SPF field, below our A-R.
+func TestReceivedSPF(t *testing.T) {
+	h := newHarness(t, baseZone, func(c *config.Config) { c.SPF.ReceivedSPFHeader = true })
+	c := h.connect("192.0.2.1", "[192.0.2.1]", "mx.sender.test")
+	r := c.send(msg{from: "alice@sender.test", headers: stdHeaders("sender.test"), body: "x\r\n"})
+	var names []string
+	var rspf string
+	for _, m := range r.mods {
+		if m.Code == gomilter.ActInsertHeader {
+			names = append(names, m.HeaderName)
+			if m.HeaderName == "Received-SPF" {
+				rspf = m.HeaderValue
+			}
+		}
+	}
+	// Inserted at 0 in reverse order, so that A-R ends up on top.
+	if strings.Join(names, ",") != "Received-SPF,Authentication-Results" {
+		t.Errorf("inserted %v", names)
+	}
+	for _, w := range []string{" pass (mx.rcpt.test: domain of alice@sender.test designates 192.0.2.1", "client-ip=192.0.2.1;",
+		"envelope-from=alice@sender.test;", "helo=mx.sender.test;", "receiver=mx.rcpt.test;", "identity=mailfrom"} {
+		if !strings.Contains(rspf, w) {
+			t.Errorf("Received-SPF lacks %q: %q", w, rspf)
+		}
+	}
+	// Off by default.
+	h2 := newHarness(t, baseZone, nil)
+	for _, m := range h2.connect("192.0.2.1", "[192.0.2.1]", "mx.sender.test").send(msg{from: "a@sender.test", headers: stdHeaders("sender.test")}).mods {
+		if m.HeaderName == "Received-SPF" {
+			t.Error("Received-SPF added by default")
+		}
+	}
+}

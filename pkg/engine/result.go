@@ -39,12 +39,12 @@ func (r *Result) AuthResults() []authres.Result {
 		if id == "" { // RFC 7208 §2.4: the null sender is checked as postmaster@HELO
 			id = r.SPF.Identity
 		}
-		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: spfReason(r.SPF, id, r.Envelope.ClientIP)}
+		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: SPFComment(r.SPF, id, r.Envelope.ClientIP)}
 		ar.Props = []authres.Prop{{Key: "smtp.mailfrom", Value: id}}
 		out = append(out, ar)
 	}
 	if r.HELO.Result != "" {
-		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: spfReason(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP),
+		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: SPFComment(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP),
 			Props: []authres.Prop{{Key: "smtp.helo", Value: r.Envelope.HELO}}})
 	}
 	out = append(out, dkimAuthResults(r.DKIM)...)
@@ -54,10 +54,10 @@ func (r *Result) AuthResults() []authres.Result {
 	return out
 }
 
-// spfReason is the comment of an spf= result, in the words postmasters
+// SPFComment is the comment of an spf= result, in the words postmasters
 // know from policyd-spf and RFC 7208 §9.1's examples, naming the client
 // address the result is about.
-func spfReason(o spfcheck.Outcome, identity string, ip net.IP) string {
+func SPFComment(o spfcheck.Outcome, identity string, ip net.IP) string {
 	who := "domain of " + identity
 	switch o.Result {
 	case spfcheck.Pass:
