@@ -14,7 +14,7 @@ import (
 // values after the colon with their leading whitespace (SMFIP_HDR_LEADSPC),
 // folds joined by a bare "\n", the body in chunks of at most 65535 bytes
 // cut anywhere.
-func emlMsg(t *testing.T, path, mailFrom string) msg {
+func emlMsg(t testing.TB, path, mailFrom string) msg {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -41,7 +41,7 @@ func emlMsg(t *testing.T, path, mailFrom string) msg {
 	return m
 }
 
-func dkimZone(t *testing.T, extra string) string {
+func dkimZone(t testing.TB, extra string) string {
 	t.Helper()
 	keys, err := os.ReadFile("../../pkg/dkimverify/testdata/keys.zone")
 	if err != nil {

@@ -45,7 +45,7 @@ const authservID = "mx.rcpt.test"
 // harness runs the real milter server with the real service on a loopback
 // port, resolving through the real resolver against a test DNS server.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	dns  *dnstest.Server
 	srv  *milter.Server
 	addr string
@@ -69,7 +69,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, zone string, edit func(*config.Config)) *harness {
+func newHarness(t testing.TB, zone string, edit func(*config.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, dns: dnstest.New(t, zone), logs: &syncBuffer{}}
 	cfg := config.Default()
@@ -129,7 +129,7 @@ func newHarness(t *testing.T, zone string, edit func(*config.Config)) *harness {
 
 // conn is one MTA connection, speaking as Postfix does.
 type conn struct {
-	t *testing.T
+	t testing.TB
 	s *gomilter.ClientSession
 }
 
@@ -199,7 +199,7 @@ func (c *conn) send(m msg) result {
 	return result{mods: mods, action: act}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func must(t *testing.T, err error) {
 
 // cont returns a check that a milter step answered continue:
 // cont(t)(s.Helo(name)).
-func cont(t *testing.T) func(*gomilter.Action, error) {
+func cont(t testing.TB) func(*gomilter.Action, error) {
 	return func(a *gomilter.Action, err error) {
 		t.Helper()
 		if err != nil {
@@ -222,7 +222,7 @@ func cont(t *testing.T) func(*gomilter.Action, error) {
 
 // ar returns the value of the Authentication-Results field we inserted at
 // the top, or fails.
-func (r result) ar(t *testing.T) string {
+func (r result) ar(t testing.TB) string {
 	t.Helper()
 	for _, m := range r.mods {
 		if m.Code == gomilter.ActInsertHeader && m.HeaderName == "Authentication-Results" {

@@ -271,7 +271,7 @@ func (m *Message) dkimResults() []dkimverify.Result {
 	case m.tooLarge && m.signatures > 0:
 		return []dkimverify.Result{{Status: dkimverify.StatusPermError, Reason: "header block too large, not verified"}}
 	case m.dkim == nil:
-		return nil
+		return []dkimverify.Result{} // enabled, no signature: dkim=none
 	}
 	return m.dkim.Results()
 }
