@@ -19,8 +19,8 @@ func pol(domain string) PolicyPublished {
 func rec(at time.Duration, ip, from string, p PolicyPublished) Record {
 	return Record{Time: day.Add(at), Reporter: "mx1.receiver.example", SourceIP: ip,
 		HeaderFrom: from, EnvelopeFrom: from, EnvelopeTo: []string{"receiver.example"},
-		SPF:  []SPFResult{{Domain: from, Scope: "mfrom", Result: "pass"}},
-		DKIM: []DKIMResult{{Domain: from, Selector: "s1", Result: "pass"}},
+		SPF:    []SPFResult{{Domain: from, Scope: "mfrom", Result: "pass"}},
+		DKIM:   []DKIMResult{{Domain: from, Selector: "s1", Result: "pass"}},
 		Policy: p, Disposition: "pass", DKIMAligned: "pass", SPFAligned: "pass", DMARCResult: "pass"}
 }
 
@@ -45,7 +45,7 @@ func TestCheckPeriodAndPeriodOf(t *testing.T) {
 		{time.Hour, day.Add(90 * time.Minute), day.Add(time.Hour), day.Add(2 * time.Hour), false},
 		// A local time is a UTC instant: periods stay on UTC boundaries.
 		{24 * time.Hour, day.Add(23 * time.Hour).In(time.FixedZone("X", 3*3600)), day, day.Add(24 * time.Hour), false},
-		{5 * time.Hour, day, time.Time{}, time.Time{}, true},  // does not divide 24h
+		{5 * time.Hour, day, time.Time{}, time.Time{}, true},    // does not divide 24h
 		{30 * time.Minute, day, time.Time{}, time.Time{}, true}, // below 1h
 		{48 * time.Hour, day, time.Time{}, time.Time{}, true},
 	}
