@@ -18,6 +18,7 @@ const usage = `usage: authmilter <command> [options]
 commands:
   serve [-config FILE]     run the milter (embedded defaults without -config)
   check-config FILE        validate a configuration file and exit
+  verify [options] FILE    evaluate one message offline and explain the results
   version                  print the version
 
 Run "authmilter <command> -h" for the options of a command.
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "authmilter", versionString())
 		return 0
