@@ -20,7 +20,8 @@ type trailEntry struct {
 	Type    string   `json:"type"`  // TXT, MX, A/AAAA, PTR, or "A (exists?)" for DomainExists
 	Name    string   `json:"name"`  // lowercase, without the trailing dot
 	Outcome string   `json:"outcome"`
-	Answer  []string `json:"answer,omitempty"`
+	Answer  []string `json:"answer,omitempty"` // TXT strings, MX "pref host", addresses, PTR names
+	Error   string   `json:"error,omitempty"`
 	Asked   int      `json:"asked"` // how often the checks asked it (repeats come from the cache)
 }
 
@@ -50,7 +51,9 @@ func newTrail(r engine.Resolver) *trailResolver { return &trailResolver{r: r} }
 
 func (t *trailResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	txts, err := t.r.LookupTXT(ctx, name)
-	t.add("TXT", name, quoteAll(txts), err)
+	ans := slices.Clone(txts)
+	slices.Sort(ans)
+	t.add("TXT", name, ans, err)
 	return txts, err
 }
 
@@ -104,14 +107,14 @@ func (t *trailResolver) add(qtype, name string, answer []string, err error) {
 	e := trailEntry{Type: qtype, Name: strings.ToLower(strings.TrimSuffix(name, ".")), Outcome: trailOK, Answer: answer, Asked: 1}
 	e.Check = checkOf(e.Name)
 	if err != nil {
-		e.Outcome, e.Answer = outcomeOf(err), []string{errText(err)}
+		e.Outcome, e.Answer, e.Error = outcomeOf(err), nil, errText(err)
 	} else if len(answer) == 0 {
 		e.Outcome = trailNoData
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range t.entries {
-		if o := &t.entries[i]; o.Type == e.Type && o.Name == e.Name && o.Outcome == e.Outcome && slices.Equal(o.Answer, e.Answer) {
+		if o := &t.entries[i]; o.Type == e.Type && o.Name == e.Name && o.Outcome == e.Outcome && o.Error == e.Error && slices.Equal(o.Answer, e.Answer) {
 			o.Asked++
 			return
 		}
@@ -185,12 +188,4 @@ func errText(err error) string {
 		return de.Err
 	}
 	return err.Error()
-}
-
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = fmt.Sprintf("%q", s)
-	}
-	return out
 }

@@ -567,24 +567,24 @@ func writeText(w io.Writer, rep *verifyReport) {
 	if rep.SPF == nil {
 		p("SPF: not checked")
 	} else {
+		p("SPF: DNS names consulted: %s", joinOrNone(rep.SPF.DNSNames))
 		for _, o := range []*spfOutcome{rep.SPF.MailFrom, rep.SPF.HELO} {
 			if o == nil {
 				continue
 			}
 			scope := "MAIL FROM"
 			if o == rep.SPF.HELO {
-				scope = "HELO"
+				scope = "HELO (never used by DMARC)"
 			}
-			p("SPF %s: %s", scope, o.Result)
-			p("  identity %s, domain %s", o.Identity, orNone(o.Domain))
+			p("  %s: %s", scope, o.Result)
+			p("    identity %s, domain %s", o.Identity, orNone(o.Domain))
 			if o.Reason != "" {
-				p("  reason: %s", o.Reason)
+				p("    reason: %s", o.Reason)
 			}
 			if o.Error != "" && o.Error != o.Reason {
-				p("  error: %s", o.Error)
+				p("    error: %s", o.Error)
 			}
 		}
-		p("  DNS names consulted: %s", joinOrNone(rep.SPF.DNSNames))
 	}
 
 	p("")
@@ -645,7 +645,7 @@ func writeText(w io.Writer, rep *verifyReport) {
 			}
 			if e.Published != "" {
 				pol := "  policy: published " + e.Published
-				if e.Applied != "" {
+				if e.Applied != "" && e.Status == string(dmarc.StatusFail) {
 					pol += ", applied " + e.Applied
 				}
 				if e.TestMode {
@@ -675,12 +675,21 @@ func writeText(w io.Writer, rep *verifyReport) {
 	p("")
 	p("DNS questions (%d):", len(rep.DNS))
 	for _, e := range rep.DNS {
-		ans := strings.Join(truncateAll(e.Answer, 72), " ")
+		var ans string
+		switch {
+		case e.Outcome == trailNXDomain || e.Outcome == trailNoData:
+		case e.Error != "":
+			ans = " (" + e.Error + ")"
+		case e.Type == "TXT":
+			ans = " " + strings.Join(truncateAll(quoteAll(e.Answer), 72), " ")
+		default:
+			ans = " " + strings.Join(e.Answer, " ")
+		}
 		asked := ""
 		if e.Asked > 1 {
 			asked = fmt.Sprintf(" (asked %d times)", e.Asked)
 		}
-		p("  %-5s %-11s %s -> %s %s%s", e.Check, e.Type, e.Name, e.Outcome, ans, asked)
+		p("  %-5s %-11s %s -> %s%s%s", e.Check, e.Type, e.Name, e.Outcome, ans, asked)
 	}
 }
 
@@ -689,6 +698,14 @@ func joinOrNone(ss []string) string {
 		return "(none)"
 	}
 	return strings.Join(ss, ", ")
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
 }
 
 func truncateAll(ss []string, n int) []string {
