@@ -19,6 +19,8 @@ commands:
   serve [-config FILE]     run the milter (embedded defaults without -config)
   check-config FILE        validate a configuration file and exit
   verify [options] FILE    evaluate one message offline and explain the results
+  healthcheck [-config FILE | -addr SOCKET]
+                           exit 0 if the milter answers on its (first) socket
   version                  print the version
 
 Run "authmilter <command> -h" for the options of a command.
@@ -40,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
+	case "healthcheck":
+		return cmdHealthcheck(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "authmilter", versionString())
 		return 0
