@@ -12,16 +12,19 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
@@ -127,6 +130,16 @@ func cmdServe(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	st, err := openStore(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if st != nil {
+		defer st.Close() // after the sessions drained: their records are queued
+		ex, _ := store.ParseExclusions(cfg.Store.ExcludeRecipients) // validated
+		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
+	}
 	mode, _ := strconv.ParseUint(cfg.Milter.SocketMode, 8, 32)
 	srv := milter.NewServer(svc, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
 		SocketMode: fs.FileMode(mode), Log: log})
@@ -186,6 +199,32 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// openStore opens the record store the configuration names; nil for
+// backend "off".
+func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
+	c := cfg.Store
+	if c.Backend == "off" {
+		return nil, nil
+	}
+	dir := c.Dir
+	if dir == "" {
+		dir = store.DefaultDir()
+	}
+	o := store.Options{
+		Backend: c.Backend, SQLitePath: filepath.Join(dir, "records.db"), PostgresDSN: c.PostgresDSN,
+		SpoolDir: dir, Async: c.Commit == "async", WriteTimeout: c.WriteTimeout.Duration,
+		Retention: time.Duration(c.RetentionDays) * 24 * time.Hour, Log: log,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("record store", "backend", c.Backend, "dir", dir, "commit", c.Commit)
+	return st, nil
 }
 
 func configName(p string) string {

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
+	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/engine"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
@@ -25,6 +27,10 @@ type Service struct {
 	Policy      *policy.Policy
 	ReceivedSPF bool
 	Log         *slog.Logger
+	// Records keeps each message's records for aggregate reports
+	// (internal/store); nil keeps none. In sync mode the reply waits for
+	// the commit.
+	Records *store.Recorder
 }
 
 // Begin starts a message, or returns nil for a client that is not checked.
@@ -79,6 +85,10 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 		v.Quarantine = "DMARC policy quarantine for " + r.DMARC.AuthorDomain
 	}
 	m.log(queueID, r, d)
+	if m.s.Records != nil {
+		m.s.Records.Record(ctx, store.Message{Result: r, Decision: d, Reporter: m.s.AuthservID, QueueID: queueID,
+			ClientIP: m.env.ClientIP, MailFrom: m.env.MailFrom, Recipients: m.rcpts, Time: time.Now()})
+	}
 	return v
 }
 

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The schema is the same on SQLite and PostgreSQL: plain TEXT and BIGINT
+// columns, times as Unix microseconds (UTC), partial indexes (both support
+// them). The columns are what the queries select on; the whole
+// report.Record is kept as JSON in data, so that fields added to the model
+// need no migration.
+//
+// migrations[i] is schema version i+1. Never edit a released entry: append
+// a new one.
+var migrations = [][]string{
+	{ // 1: records
+		`CREATE TABLE records (
+			id            TEXT PRIMARY KEY,  -- random 128-bit id, hex, made at record time
+			ts            BIGINT NOT NULL,   -- end of message, Unix microseconds UTC
+			reporter      TEXT NOT NULL,
+			policy_domain TEXT NOT NULL,
+			header_from   TEXT NOT NULL,
+			queue_id      TEXT NOT NULL,
+			data          TEXT NOT NULL,     -- report.Record as JSON
+			report_id     TEXT,              -- NULL until reported
+			reported_at   BIGINT             -- Unix microseconds
+		)`,
+		`CREATE INDEX records_pending ON records (policy_domain, ts) WHERE report_id IS NULL`,
+		`CREATE INDEX records_ts ON records (ts)`,
+	},
+}
+
+// SchemaVersion is the schema version this build migrates to.
+func SchemaVersion() int { return len(migrations) }
+
+// txer is the little a migration needs of a transaction, on either backend.
+type txer interface {
+	exec(ctx context.Context, q string, args ...any) (int64, error)
+	queryInt(ctx context.Context, q string, args ...any) (int64, error)
+}
+
+// migrate applies the missing migrations inside tx, recording each in
+// schema_migrations. The caller holds a lock that keeps other instances out
+// (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock).
+func migrate(ctx context.Context, tx txer) error {
+	if _, err := tx.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("store: schema_migrations: %w", err)
+	}
+	have, err := tx.queryInt(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("store: schema version: %w", err)
+	}
+	if have > int64(len(migrations)) {
+		return fmt.Errorf("store: %w: database is at version %d, this build knows %d", ErrSchemaTooNew, have, len(migrations))
+	}
+	for v := have + 1; v <= int64(len(migrations)); v++ {
+		for _, stmt := range migrations[v-1] {
+			if _, err := tx.exec(ctx, stmt); err != nil {
+				return fmt.Errorf("store: migration %d: %w", v, err)
+			}
+		}
+		if _, err := tx.exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+			v, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// The queries, written once with "?" placeholders; the PostgreSQL backend
+// numbers them ($1, $2, ...).
+const (
+	insertCols  = `INSERT INTO records (id, ts, reporter, policy_domain, header_from, queue_id, data) VALUES `
+	insertTuple = `(?, ?, ?, ?, ?, ?, ?)`
+	// Replays and retries insert the same ids again: idempotent.
+	insertTail = ` ON CONFLICT (id) DO NOTHING`
+
+	selectCols = `SELECT id, data, COALESCE(report_id, '') FROM records`
+
+	markHead = `UPDATE records SET report_id = ?, reported_at = ? WHERE id IN (`
+
+	// Deleting in slices keeps SQLite's write lock short.
+	pruneQuery = `DELETE FROM records WHERE id IN (
+		SELECT id FROM records WHERE report_id IS NOT NULL AND ts < ? LIMIT 5000)`
+
+	domainsQuery = `SELECT DISTINCT policy_domain FROM records WHERE report_id IS NULL AND ts < ? ORDER BY policy_domain`
+)
+
+// insertBatch is the most rows one INSERT carries (7 parameters each, well
+// under SQLite's and PostgreSQL's parameter limits).
+const insertBatch = 500
+
+func insertQuery(n int) string {
+	var b strings.Builder
+	b.WriteString(insertCols)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(insertTuple)
+	}
+	b.WriteString(insertTail)
+	return b.String()
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// selectQuery builds the SELECT for q.
+func selectQuery(q Query) (string, []any) {
+	var where []string
+	var args []any
+	if !q.Begin.IsZero() {
+		where = append(where, "ts >= ?")
+		args = append(args, q.Begin.UnixMicro())
+	}
+	if !q.End.IsZero() {
+		where = append(where, "ts < ?")
+		args = append(args, q.End.UnixMicro())
+	}
+	if q.PolicyDomain != "" {
+		where = append(where, "policy_domain = ?")
+		args = append(args, q.PolicyDomain)
+	}
+	if q.Unreported {
+		where = append(where, "report_id IS NULL")
+	}
+	s := selectCols
+	if len(where) > 0 {
+		s += " WHERE " + strings.Join(where, " AND ")
+	}
+	return s + " ORDER BY ts, id", args
+}
+
+// numbered rewrites "?" placeholders as $1, $2, ... for PostgreSQL. Our
+// queries have no "?" inside string literals.
+func numbered(q string) string {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}

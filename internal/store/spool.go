@@ -1,0 +1,242 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/authmilter/authmilter/pkg/report"
+)
+
+// entry is one record on its way to the database: its id, made once at
+// record time, and the record's JSON.
+type entry struct {
+	id   string
+	ts   int64 // Record.Time as Unix microseconds
+	rec  report.Record
+	data []byte // json.Marshal(rec)
+}
+
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("store: crypto/rand: %v", err)) // never fails on supported systems
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func newEntry(rec report.Record) (entry, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return entry{}, fmt.Errorf("store: encode record: %w", err)
+	}
+	return entry{id: newID(), ts: rec.Time.UnixMicro(), rec: rec, data: data}, nil
+}
+
+// spoolLine is one line of a spool file.
+type spoolLine struct {
+	ID     string          `json:"id"`
+	Record json.RawMessage `json:"record"`
+}
+
+// spool is the local fallback for records the database could not take in
+// time: append-only files of JSON lines in one directory, fsynced before a
+// waiter is answered. Each process appends to a file of its own, named
+// spool-<random>.jsonl and held under an exclusive flock while open; a file
+// nobody holds belongs to a process that is gone and is replayed by the
+// next one that finds it.
+type spool struct {
+	dir string
+
+	mu   sync.Mutex
+	cur  *spoolFile // the file appended to now; nil until needed
+	done []*spoolFile
+}
+
+// spoolFile is one spool file, open and locked by us.
+type spoolFile struct {
+	path string
+	f    *os.File
+}
+
+func (sf *spoolFile) close() { sf.f.Close() }
+
+// remove deletes a replayed file. The lock goes with the descriptor.
+func (sf *spoolFile) remove() error {
+	err := os.Remove(sf.path)
+	sf.f.Close()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("store: spool: %w", err)
+	}
+	return nil
+}
+
+// append writes entries as lines and fsyncs them. Safe for concurrent use.
+func (s *spool) append(es []entry) error {
+	var b bytes.Buffer
+	for _, e := range es {
+		b.WriteString(`{"id":"`)
+		b.WriteString(e.id)
+		b.WriteString(`","record":`)
+		b.Write(e.data)
+		b.WriteString("}\n")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		sf, err := s.create()
+		if err != nil {
+			return err
+		}
+		s.cur = sf
+	}
+	if _, err := s.cur.f.Write(b.Bytes()); err != nil {
+		// A partial line may be on disk: start a new file for the next
+		// append; the reader drops a torn line.
+		s.done = append(s.done, s.cur)
+		s.cur = nil
+		return fmt.Errorf("store: spool write: %w", err)
+	}
+	if err := s.cur.f.Sync(); err != nil {
+		s.done = append(s.done, s.cur)
+		s.cur = nil
+		return fmt.Errorf("store: spool fsync: %w", err)
+	}
+	return nil
+}
+
+func (s *spool) create() (*spoolFile, error) {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: spool: %w", err)
+	}
+	path := filepath.Join(s.dir, "spool-"+newID()[:16]+".jsonl")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("store: spool: %w", err)
+	}
+	if ok, err := tryFlock(f); err != nil || !ok {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("store: spool lock %s: %v", path, err)
+	}
+	// The new name must survive a crash too.
+	if d, err := os.Open(s.dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return &spoolFile{path: path, f: f}, nil
+}
+
+// take hands over every file to replay: the current one (later appends go
+// to a new file), files whose earlier replay failed, and files of processes
+// that are gone.
+func (s *spool) take() []*spoolFile {
+	s.mu.Lock()
+	out := s.done
+	s.done = nil
+	if s.cur != nil {
+		out = append(out, s.cur)
+		s.cur = nil
+	}
+	s.mu.Unlock()
+	return append(out, s.orphans(out)...)
+}
+
+// giveBack keeps files whose replay failed for the next attempt.
+func (s *spool) giveBack(fs []*spoolFile) {
+	s.mu.Lock()
+	s.done = append(s.done, fs...)
+	s.mu.Unlock()
+}
+
+// pending reports whether any file waits for replay in this process.
+func (s *spool) pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil || len(s.done) > 0
+}
+
+// orphans opens and locks the spool files no live process holds.
+func (s *spool) orphans(have []*spoolFile) []*spoolFile {
+	names, _ := filepath.Glob(filepath.Join(s.dir, "spool-*.jsonl"))
+	var out []*spoolFile
+next:
+	for _, p := range names {
+		for _, h := range have {
+			if h.path == p {
+				continue next
+			}
+		}
+		s.mu.Lock()
+		mine := s.cur != nil && s.cur.path == p
+		s.mu.Unlock()
+		if mine {
+			continue
+		}
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if ok, err := tryFlock(f); err != nil || !ok {
+			f.Close() // a live process holds it
+			continue
+		}
+		out = append(out, &spoolFile{path: p, f: f})
+	}
+	return out
+}
+
+// closeAll releases every file without removing it (shutdown): the next
+// start replays them.
+func (s *spool) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.close()
+		s.cur = nil
+	}
+	for _, sf := range s.done {
+		sf.close()
+	}
+	s.done = nil
+}
+
+// readSpool reads the entries of a spool file. A last line without its
+// newline is the torn write of a crash: that record's waiter was never
+// answered, so it is dropped (torn = true). A complete line that does not
+// parse is skipped and counted in bad.
+func readSpool(r io.Reader) (es []entry, bad int, torn bool, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, rerr := br.ReadBytes('\n')
+		if rerr == io.EOF {
+			if len(bytes.TrimSpace(line)) > 0 {
+				torn = true
+			}
+			return es, bad, torn, nil
+		}
+		if rerr != nil {
+			return es, bad, torn, fmt.Errorf("store: spool read: %w", rerr)
+		}
+		var l spoolLine
+		if err := json.Unmarshal(line, &l); err != nil || len(l.ID) != 32 || strings.Trim(l.ID, "0123456789abcdef") != "" {
+			bad++
+			continue
+		}
+		var rec report.Record
+		if err := json.Unmarshal(l.Record, &rec); err != nil {
+			bad++
+			continue
+		}
+		es = append(es, entry{id: l.ID, ts: rec.Time.UnixMicro(), rec: rec, data: []byte(l.Record)})
+	}
+}
