@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -96,6 +97,34 @@ type session struct {
 
 	msg     Message
 	queueID string
+	// live is msg for the connection's close hook, which may run on
+	// another goroutine (a forced shutdown).
+	live atomic.Pointer[msgBox]
+}
+
+type msgBox struct{ m Message }
+
+// setMsg makes m the message in flight (nil: none).
+func (s *session) setMsg(m Message) {
+	s.msg = m
+	if m == nil {
+		s.live.Store(nil)
+	} else {
+		s.live.Store(&msgBox{m})
+	}
+}
+
+// closed runs when the connection is closed: a message still in flight is
+// aborted, so its background lookups and DKIM goroutine end.
+func (s *session) closed() {
+	if b := s.live.Swap(nil); b != nil {
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("internal error aborting a message", "panic", fmt.Sprint(v))
+			}
+		}()
+		b.m.Abort()
+	}
 }
 
 func (s *session) setState(st connState) {
@@ -110,6 +139,7 @@ func (s *session) guard(stage string) {
 	if v := recover(); v != nil {
 		s.log.Error("internal error, message passed unchecked", "stage", stage, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		s.msg = nil
+		s.closed() // release what the message holds
 	}
 }
 
@@ -134,7 +164,7 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 		ClientIP: s.clientIP, ClientHost: s.clientHost, HELO: s.helo,
 		MailFrom: from, AuthUser: m.Macros["{auth_authen}"], MTAHost: s.mtaHost,
 	}
-	s.msg = s.backend.Begin(s.baseCtx, env)
+	s.setMsg(s.backend.Begin(s.baseCtx, env))
 	if s.msg != nil {
 		s.setState(stateMessage)
 	}
@@ -187,6 +217,7 @@ func (s *session) Body(m *gomilter.Modifier) (resp gomilter.Response, err error)
 	if msg == nil {
 		return resp, nil
 	}
+	defer s.live.Store(nil) // after End: nothing left to abort
 	defer s.guard("eom")
 	// The next write is the final reply: after it the message is done.
 	defer s.setState(stateEOMReply)
@@ -246,7 +277,7 @@ func (s *session) Abort(m *gomilter.Modifier) error {
 func (s *session) abortMessage() {
 	if s.msg != nil {
 		s.msg.Abort()
-		s.msg = nil
+		s.setMsg(nil)
 	}
 	s.queueID = ""
 	s.setState(stateIdle)

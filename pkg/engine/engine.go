@@ -62,6 +62,12 @@ type Options struct {
 	// MaxHeaderBytes and MaxHeaders bound what one message may make us keep.
 	MaxHeaderBytes int
 	MaxHeaders     int
+
+	// MessageBudget bounds all DNS work of one message, from Begin to the
+	// end of Finish: SPF, DKIM key lookups and DMARC discovery and
+	// alignment. Checks still waiting on DNS when it runs out report
+	// temperror. Zero means no bound beyond the caller's context.
+	MessageBudget time.Duration
 }
 
 // DefaultOptions returns every check on, with the defaults of
@@ -73,6 +79,7 @@ func DefaultOptions() Options {
 		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 300 * time.Second},
 		DMARC:       true, DMARCMode: dmarc.ModeRFC9989, MultiFrom: EvaluateEach, MaxAuthorDomains: 5,
 		MaxHeaderBytes: 1 << 20, MaxHeaders: 1000,
+		MessageBudget: 30 * time.Second,
 	}
 }
 
@@ -114,6 +121,7 @@ type Message struct {
 	cancel context.CancelFunc
 	env    Envelope
 	start  time.Time
+	budget time.Time // end of the DNS budget; zero: none
 
 	spf, helo chan spfcheck.Outcome
 
@@ -132,8 +140,16 @@ type Message struct {
 // Begin starts evaluating a message: SPF lookups start now. ctx bounds all
 // DNS work of the message; Finish or Abort releases it.
 func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
-	ctx, cancel := context.WithCancel(ctx)
-	m := &Message{e: e, ctx: ctx, cancel: cancel, env: env, start: time.Now()}
+	start := time.Now()
+	var budget time.Time
+	var cancel context.CancelFunc
+	if e.o.MessageBudget > 0 {
+		budget = start.Add(e.o.MessageBudget)
+		ctx, cancel = context.WithDeadline(ctx, budget)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	m := &Message{e: e, ctx: ctx, cancel: cancel, env: env, start: start, budget: budget}
 	if e.o.SPF {
 		o := &spfcheck.Options{Timeout: e.o.SPFTimeout}
 		m.spf = make(chan spfcheck.Outcome, 1)
@@ -239,6 +255,12 @@ func (m *Message) Finish(ctx context.Context) *Result {
 		m.EndOfHeaders()
 	}
 	r := &Result{Envelope: m.env, HeaderTooLarge: m.tooLarge}
+	if !m.budget.IsZero() {
+		// The alignment lookups at the end count against the budget too.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, m.budget)
+		defer cancel()
+	}
 	m.finishOnce.Do(func() {
 		defer m.cancel()
 		r.SPF, r.HELO = m.waitSPF(ctx)
