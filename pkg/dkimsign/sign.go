@@ -152,10 +152,10 @@ func AppendField(dst []byte, name, value string) []byte {
 // Signer signs one message with one or more keys. It is fed by one
 // goroutine: Start, Write for each body chunk, then Finish or Abort.
 type Signer struct {
-	sigs    []*dkim.Signer
-	names   []string // key names, for errors
-	errs    []error  // per signature; set when a Write or NewSigner failed
-	done    bool
+	sigs  []*dkim.Signer
+	names []string // key names, for errors
+	errs  []error  // per signature; set when a Write or NewSigner failed
+	done  bool
 }
 
 // Start begins signing a message whose complete header block is header
