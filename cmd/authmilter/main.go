@@ -19,6 +19,8 @@ commands:
   serve [-config FILE]     run the milter (embedded defaults without -config)
   check-config FILE        validate a configuration file and exit
   verify [options] FILE    evaluate one message offline and explain the results
+  report [-config FILE] [-dry-run] [-out DIR] [-period D]
+                           send the DMARC aggregate reports of closed periods once
   healthcheck [-config FILE | -addr SOCKET]
                            exit 0 if the milter answers on its (first) socket
   version                  print the version
@@ -42,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(args[1:], stdout, stderr)
 	case "version", "-version", "--version":

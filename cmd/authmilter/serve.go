@@ -137,6 +137,13 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	if st != nil {
 		defer st.Close() // after the sessions drained: their records are queued
+		stopReports, err := startReporter(cfg, st, log)
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		// Deferred after st.Close, so the scheduler stops before the store closes.
+		defer stopReports()
 		ex, _ := store.ParseExclusions(cfg.Store.ExcludeRecipients) // validated
 		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
 	}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/authmilter/authmilter/internal/config"
+	"github.com/authmilter/authmilter/internal/reportmail"
+	"github.com/authmilter/authmilter/internal/resolver"
+	"github.com/authmilter/authmilter/pkg/report"
+)
+
+// cmdReport is `authmilter report`: build the aggregate reports of every
+// closed period from the store and mail them once (the scheduler inside
+// serve does the same on its own).
+func cmdReport(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("report", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	cfgPath := fl.String("config", "", "configuration file (default: embedded defaults)")
+	dryRun := fl.Bool("dry-run", false, "build and check the reports and log where they would go; send and mark nothing")
+	out := fl.String("out", "", "write each report (.xml.gz) into this directory instead of mailing it; mark nothing")
+	period := fl.Duration("period", 0, "reporting period, 1h to 24h dividing a day (default: report.period)")
+	nowFlag := fl.String("now", "", "act as if the time were this RFC 3339 time (for testing and catching up)")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() != 0 {
+		fmt.Fprintf(stderr, "authmilter report: unexpected argument %q\n", fl.Arg(0))
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "authmilter:", err)
+		return 1
+	}
+	if *period != 0 {
+		if _, err := report.CheckPeriod(*period); err != nil {
+			fmt.Fprintln(stderr, "authmilter report: -period:", err)
+			return 2
+		}
+		cfg.Report.Period.Duration = *period
+	}
+	var now time.Time
+	if *nowFlag != "" {
+		if now, err = time.Parse(time.RFC3339, *nowFlag); err != nil {
+			fmt.Fprintln(stderr, "authmilter report: -now:", err)
+			return 2
+		}
+	}
+	if *out != "" {
+		if fi, err := os.Stat(*out); err != nil || !fi.IsDir() {
+			fmt.Fprintf(stderr, "authmilter report: -out %s is not a directory\n", *out)
+			return 2
+		}
+	}
+	log := newLogger(cfg, stderr)
+	if cfg.Store.Backend == "off" {
+		log.Error("no records: store.backend is \"off\"")
+		return 1
+	}
+	st, err := openStore(cfg, log)
+	if err != nil {
+		log.Error("cannot open the record store", "err", err)
+		return 1
+	}
+	defer st.Close()
+	r, err := newReporter(cfg, st, log)
+	if err != nil {
+		log.Error("cannot report", "err", err)
+		return 1
+	}
+	r.DryRun, r.OutDir = *dryRun, *out
+	if !now.IsZero() {
+		r.Now = func() time.Time { return now }
+	}
+	if !r.DryRun && r.OutDir == "" && r.From == "" {
+		log.Error("report.from is not set: reports cannot be mailed (use -dry-run or -out)")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sum, err := r.Run(ctx)
+	fmt.Fprintf(stdout, "reports %d, sent %d, written %d, done %d, postponed %d, suppressed %d, unsendable destinations %d, records not reportable %d\n",
+		sum.Reports, sum.Sent, sum.Written, sum.Done, sum.Postponed, sum.Suppressed, sum.Unsendable, sum.Skipped)
+	if !sum.Locked {
+		fmt.Fprintln(stdout, "another instance is sending reports; nothing done")
+	}
+	if err != nil {
+		log.Error("report run incomplete", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newReporter builds the report runner the configuration describes, on
+// the given store; serve's scheduler and `authmilter report` share it.
+func newReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (*reportmail.Runner, error) {
+	c := cfg.Report
+	cacheSize := cfg.DNS.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // as in serve: 0 disables the cache
+	}
+	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
+		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	receiver := c.Receiver
+	if receiver == "" && c.From != "" {
+		receiver = c.From[strings.LastIndexByte(c.From, '@')+1:]
+	}
+	if receiver == "" {
+		receiver = cfg.AuthservID
+	}
+	smtpCfg := reportmail.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS,
+		Username: c.SMTP.Username, Password: c.SMTP.Password, HELO: c.SMTP.HELO, Timeout: c.SMTP.Timeout.Duration}
+	if c.SMTP.CAFile != "" {
+		if smtpCfg.RootCAs, err = reportmail.LoadCAFile(c.SMTP.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	if smtpCfg.HELO == "" {
+		smtpCfg.HELO = cfg.AuthservID
+	}
+	if _, err := report.CheckPeriod(c.Period.Duration); err != nil {
+		return nil, errors.New("report.period: " + err.Error())
+	}
+	return &reportmail.Runner{
+		Store:    st,
+		Resolver: res,
+		Mailer:   reportmail.NewSender(smtpCfg),
+		Options: report.Options{Period: c.Period.Duration, Receiver: receiver, OrgName: c.OrgName,
+			Email: c.From, ExtraContactInfo: c.ExtraContactInfo, Generator: "authmilter " + versionString(),
+			EnvelopeTo: c.EnvelopeTo},
+		Format:      report.Format(c.Format),
+		From:        c.From,
+		Delay:       c.Delay.Duration,
+		GiveUpAfter: c.GiveUpAfter.Duration,
+		Suppress:    c.Suppress,
+		Log:         log.With("component", "report"),
+	}, nil
+}
+
+// startReporter runs the report scheduler of serve (report.enabled): the
+// reports of each closed period are sent without a cron job; the store's
+// lock makes one MX of several send. stop ends it and waits; call it
+// before the store is closed.
+func startReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (stop func(), err error) {
+	if !cfg.Report.Enabled {
+		return func() {}, nil
+	}
+	r, err := newReporter(cfg, st, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Loop(ctx, cfg.Report.RetryInterval.Duration)
+	}()
+	log.Info("report scheduler started", "period", cfg.Report.Period.String(), "delay", cfg.Report.Delay.String(),
+		"receiver", r.Options.Receiver, "format", cfg.Report.Format)
+	return func() { cancel(); <-done }, nil
+}
