@@ -285,19 +285,10 @@ func (s *Store) spoolSelf(es []entry, why string) error {
 // commits them in one transaction and answers each waiter.
 func (s *Store) writer() {
 	defer s.wg.Done()
-	tick := time.NewTicker(s.o.RetryInterval)
-	defer tick.Stop()
 	for {
-		var first *request
-		select {
-		case r, ok := <-s.in:
-			if !ok {
-				return
-			}
-			first = r
-		case <-tick.C:
-			s.housekeep()
-			continue
+		first, ok := <-s.in
+		if !ok {
+			return
 		}
 		batch, n := []*request{first}, len(first.es)
 		open := true
@@ -378,24 +369,22 @@ func answer(batch []*request, err error) {
 	}
 }
 
-// housekeep runs on the writer's ticker: probe a database that is down,
-// and replay spool files once it is up.
-func (s *Store) housekeep() {
-	if s.down.Load() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.o.WriteTimeout)
-		err := s.db.ping(ctx)
-		if err == nil {
-			err = s.db.migrate(ctx) // a database that was down at start
-		}
-		cancel()
-		if err != nil {
-			s.log.Debug("store: database still unavailable", "err", err)
-			return
-		}
-		s.log.Info("store: database is back; replaying the spool")
-		s.down.Store(false)
+// probe checks whether a database that is down is back. It runs on the
+// replayer, never on the writer, which meanwhile spools without waiting.
+func (s *Store) probe() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.WriteTimeout)
+	defer cancel()
+	err := s.db.ping(ctx)
+	if err == nil {
+		err = s.db.migrate(ctx) // a database that was down at start
 	}
-	s.wake()
+	if err != nil {
+		s.log.Debug("store: database still unavailable", "err", err)
+		return false
+	}
+	s.log.Info("store: database is back; replaying the spool")
+	s.down.Store(false)
+	return true
 }
 
 func (s *Store) wake() {
@@ -409,15 +398,22 @@ func (s *Store) wake() {
 // same record may be in the database already (its waiter gave up while the
 // writer still committed it, or a replay was cut short): the insert ignores
 // ids it has, so every record ends up exactly once.
+//
+// Every RetryInterval it also probes a database that is down, and looks for
+// spool files to replay (left by waiters that gave up, or by processes that
+// are gone).
 func (s *Store) replayer() {
 	defer s.wg.Done()
+	tick := time.NewTicker(s.o.RetryInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-s.kick:
+		case <-tick.C:
 		case <-s.stop:
 			return
 		}
-		if s.down.Load() {
+		if s.down.Load() && !s.probe() {
 			continue
 		}
 		files := s.sp.take()
