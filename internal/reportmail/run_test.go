@@ -2,10 +2,12 @@ package reportmail
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +22,7 @@ import (
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/report"
 	"github.com/authmilter/authmilter/pkg/report/reporttest"
+	"github.com/jackc/pgx/v5"
 	"github.com/miekg/dns"
 )
 
@@ -493,5 +496,98 @@ func TestInvalidURIsDoNotStick(t *testing.T) {
 	sum := e.run()
 	if sum.Done != 1 || sum.Sent != 0 || sum.Unsendable != 2 || e.pending() != 0 || len(e.smtp.Messages()) != 0 {
 		t.Errorf("summary %+v, %d pending, %d mails", sum, e.pending(), len(e.smtp.Messages()))
+	}
+}
+
+// pgDSN gives a fresh PostgreSQL database of the test's own (dropped at the
+// end), under AUTHMILTER_TEST_PG_DSN as scripts/test-all provides it.
+// Without it the test is skipped, and fails under CI=true.
+func pgDSN(t *testing.T) string {
+	t.Helper()
+	admin := os.Getenv("AUTHMILTER_TEST_PG_DSN")
+	if admin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("AUTHMILTER_TEST_PG_DSN is not set: CI must run PostgreSQL (scripts/test-all starts one)")
+		}
+		t.Skip("AUTHMILTER_TEST_PG_DSN is not set: no PostgreSQL to test against")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := fmt.Sprintf("amreport_%x", b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), admin)
+		if err != nil {
+			t.Errorf("drop database: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// TestSeveralMXOnePostgres: two MX hosts record into one PostgreSQL
+// database and both run the reporter at the same moment: each report is
+// sent exactly once (the advisory lock), counting the mail of both hosts.
+func TestSeveralMXOnePostgres(t *testing.T) {
+	dsn := pgDSN(t)
+	e := newEnv(t) // the SMTP sink, DNS and a runner template
+	a := policy("a.example", "mailto:dmarc@a.example")
+	b := policy("b.example", "mailto:rua@consumer.example")
+	var runners []*Runner
+	for i, mx := range []string{"mx1", "mx2"} {
+		st, err := store.Open(context.Background(), store.Options{Backend: store.Postgres, PostgresDSN: dsn, SpoolDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		for j := 0; j < 5+i; j++ {
+			r := message(time.Duration(j)*time.Hour, "192.0.2.1", "a.example", a, true)
+			r.Reporter = mx
+			if err := st.Put(context.Background(), r, message(time.Hour, "192.0.2.9", "b.example", b, false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := *e.runner
+		r.Store = st
+		runners = append(runners, &r)
+	}
+	for round := 0; round < 2; round++ {
+		done := make(chan Summary, len(runners))
+		for _, r := range runners {
+			go func() {
+				sum, err := r.Run(context.Background())
+				if err != nil {
+					t.Error(err)
+				}
+				done <- sum
+			}()
+		}
+		for range runners {
+			<-done
+		}
+	}
+	got := map[string]int{}
+	for _, r := range e.received(report.FormatRFC9990) {
+		got[r.domain] += r.counts
+	}
+	if len(e.smtp.Messages()) != 2 || got["a.example"] != 11 || got["b.example"] != 11 {
+		t.Errorf("%d mails counting %v; want 2 mails, 11 messages for each domain", len(e.smtp.Messages()), got)
 	}
 }
