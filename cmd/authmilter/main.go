@@ -23,6 +23,10 @@ commands:
                            send the DMARC aggregate reports of closed periods once
   healthcheck [-config FILE | -addr SOCKET]
                            exit 0 if the milter answers on its (first) socket
+  keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--out DIR]
+                           make a DKIM key and print the TXT record to publish
+  check-dns DOMAIN [--selector S] [--key FILE] [--ip ADDR] [--json] [-config FILE]
+                           check a domain's SPF, DKIM, DMARC (and ADSP) records
   version                  print the version
 
 Run "authmilter <command> -h" for the options of a command.
@@ -48,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReport(args[1:], stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(args[1:], stdout, stderr)
+	case "keygen":
+		return cmdKeygen(args[1:], stdout, stderr)
+	case "check-dns":
+		return cmdCheckDNS(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "authmilter", versionString())
 		return 0

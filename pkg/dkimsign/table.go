@@ -134,7 +134,7 @@ func loadKey(k Key) (*LoadedKey, error) {
 		}
 		k.Domain = d
 	}
-	if err := checkSelector(k.Selector); err != nil {
+	if err := CheckSelector(k.Selector); err != nil {
 		return nil, err
 	}
 	if k.File == "" {
@@ -151,9 +151,9 @@ func loadKey(k Key) (*LoadedKey, error) {
 	return &LoadedKey{Key: k, Algorithm: alg, Bits: bits, Signer: s}, nil
 }
 
-// checkSelector applies RFC 6376 §3.1: selector = sub-domain *("."
+// CheckSelector applies RFC 6376 §3.1: selector = sub-domain *("."
 // sub-domain), letters, digits and "-" (we allow "_" as DNS does).
-func checkSelector(s string) error {
+func CheckSelector(s string) error {
 	if s == "" {
 		return fmt.Errorf("%w: empty selector", ErrTable)
 	}
