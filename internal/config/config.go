@@ -409,7 +409,5 @@ func (c *Config) Validate() Errors {
 	}
 	es = append(es, c.validateStore()...)
 	es = append(es, c.validateReport()...)
-	es = append(es, c.validateStore()...)
-	es = append(es, c.validateReport()...)
 	return es
 }
