@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkPut measures group commit: records committed per second with 1,
+// 16 and 64 concurrent sessions, and what Put adds to the end of a message
+// (p50/p99 latency; in sync mode the reply waits for it). One record per
+// Put, as for a message with one author domain.
+//
+//	go test ./internal/store -run '^$' -bench Put -benchtime 2000x
+func BenchmarkPut(b *testing.B) {
+	for _, bc := range backendCases {
+		for _, mode := range []string{"sync", "async"} {
+			for _, sessions := range []int{1, 16, 64} {
+				if mode == "async" && sessions != 64 {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/%s/sessions=%d", bc.name, mode, sessions), func(b *testing.B) {
+					o := bc.opts(b)
+					o.Async = mode == "async"
+					o.WriteTimeout = time.Minute // measure the database, not the spool
+					s := open(b, o)
+					r := rec("bench.test", time.Now(), "QBENCH")
+					lat := make([]time.Duration, b.N)
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					start := time.Now()
+					for range sessions {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for {
+								i := next.Add(1) - 1
+								if i >= int64(b.N) {
+									return
+								}
+								t0 := time.Now()
+								if err := s.Put(context.Background(), r); err != nil {
+									b.Error(err)
+								}
+								lat[i] = time.Since(t0)
+							}
+						}()
+					}
+					wg.Wait()
+					if o.Async {
+						// Async: count the time until everything is committed.
+						for s.Stats().Committed+s.Stats().Spooled < int64(b.N) {
+							time.Sleep(100 * time.Microsecond)
+						}
+					}
+					elapsed := time.Since(start)
+					b.StopTimer()
+					slices.Sort(lat)
+					st := s.Stats()
+					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+					b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+					if st.Commits > 0 {
+						b.ReportMetric(float64(st.Committed)/float64(st.Commits), "records/commit")
+					}
+					if st.Spooled > 0 {
+						b.Errorf("%d records spooled", st.Spooled)
+					}
+				})
+			}
+		}
+	}
+}
