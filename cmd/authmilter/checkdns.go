@@ -197,9 +197,9 @@ func checkSPF(ctx context.Context, r checkResolver, d string, ip net.IP, rep *dn
 	}
 	if err := spfcheck.CheckRecordSyntax(recs[0]); err != nil {
 		rep.add("spf.record", checkFail, "%v: permerror (RFC 7208 §4.6)", err)
-	} else {
-		rep.add("spf.record", checkPass, "%s", recs[0])
+		return
 	}
+	rep.add("spf.record", checkPass, "%s", recs[0])
 
 	w := &spfWalk{r: r, seen: map[string]bool{d: true}}
 	w.record(ctx, d, recs[0], 0)
@@ -215,7 +215,7 @@ func checkSPF(ctx context.Context, r checkResolver, d string, ip net.IP, rep *dn
 		if status == checkPass {
 			status = checkWarn
 		}
-		detail += fmt.Sprintf("; %d terms with macros not followed", w.macros)
+		detail += fmt.Sprintf("; not followed: %d with macros (they depend on the message)", w.macros)
 	}
 	rep.add("spf.lookups", status, "%s", detail)
 	if w.ptr {
