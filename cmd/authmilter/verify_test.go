@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -247,4 +248,36 @@ func TestVerifyLargeBodyChunks(t *testing.T) {
 		&out, &errb); code != 0 || !strings.Contains(out.String(), "#1 pass: d=example.org") {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
+}
+
+// Any bytes: an error or a split whose fields and body rebuild the input
+// (after the line-end conversion and the mbox line), never a panic.
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{"From: a@b.c\r\n\r\nbody", "From x\nA: b\n c\n\nd", ":x\r\n", "A:\n\n", "\r\n\n\r", "X: y"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseMessage(data)
+		if err != nil {
+			return
+		}
+		var b bytes.Buffer
+		for _, fl := range m.fields {
+			if !validFieldName(fl.Name) {
+				t.Fatalf("bad name %q", fl.Name)
+			}
+			b.WriteString(fl.Name + ":" + strings.ReplaceAll(fl.Value, "\n", "\r\n") + "\r\n")
+		}
+		in := toCRLF(data)
+		if bytes.HasPrefix(in, []byte("From ")) {
+			_, in, _ = bytes.Cut(in, []byte("\r\n")) // nil without CRLF
+		}
+		hdr := b.Bytes()
+		ok := bytes.Equal(in, append(append(slices.Clone(hdr), "\r\n"...), m.body...)) || // blank line, body
+			bytes.Equal(in, append(slices.Clone(hdr), m.body...)) || // a non-header line starts the body
+			(len(m.body) == 0 && bytes.Equal(append(slices.Clone(in), "\r\n"...), hdr)) // header only, no final CRLF
+		if !ok {
+			t.Fatalf("split %q / %q does not rebuild %q", m.fields, m.body, in)
+		}
+	})
 }
