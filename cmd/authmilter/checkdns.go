@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
-	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/report"
@@ -104,12 +103,9 @@ func cmdCheckDNS(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	r, err := resolver.New(resolver.Config{
-		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cfg.DNS.CacheSize,
-	})
+	r, err := newResolver(cfg, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "authmilter check-dns: dns: %v\n", err)
+		fmt.Fprintf(stderr, "authmilter check-dns: %v\n", err)
 		return 1
 	}
 	mode := dmarc.Mode(cfg.DMARC.Mode)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/reportmail"
-	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/report"
 )
 
@@ -105,14 +104,9 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 // the given store; serve's scheduler and `authmilter report` share it.
 func newReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (*reportmail.Runner, error) {
 	c := cfg.Report
-	cacheSize := cfg.DNS.CacheSize
-	if cacheSize == 0 {
-		cacheSize = -1 // as in serve: 0 disables the cache
-	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log})
+	res, err := newResolver(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
+		return nil, err
 	}
 	receiver := c.Receiver
 	if receiver == "" && c.From != "" {

@@ -85,11 +85,12 @@ func engineOptions(cfg *config.Config) engine.Options {
 	}
 }
 
-// newService builds everything a message needs from the configuration.
-func newService(cfg *config.Config, log *slog.Logger) (*service.Service, error) {
+// newResolver builds the one resolver from the [dns] section; log (may be
+// nil) gets a debug line per query.
+func newResolver(cfg *config.Config, log *slog.Logger) (*resolver.Resolver, error) {
 	cacheSize := cfg.DNS.CacheSize
 	if cacheSize == 0 {
-		cacheSize = -1 // the resolver reads 0 as its default size
+		cacheSize = -1 // our 0 disables the cache; the resolver reads 0 as its default size
 	}
 	res, err := resolver.New(resolver.Config{
 		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
@@ -97,6 +98,15 @@ func newService(cfg *config.Config, log *slog.Logger) (*service.Service, error) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
+	}
+	return res, nil
+}
+
+// newService builds everything a message needs from the configuration.
+func newService(cfg *config.Config, log *slog.Logger) (*service.Service, error) {
+	res, err := newResolver(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	pol, err := policy.New(cfg)
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
-	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
@@ -205,14 +204,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// The same resolver settings as serve, behind the recording decorator.
-	cacheSize := cfg.DNS.CacheSize
-	if cacheSize == 0 {
-		cacheSize = -1
-	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize})
+	res, err := newResolver(cfg, nil)
 	if err != nil {
-		fmt.Fprintln(stderr, "authmilter: dns:", err)
+		fmt.Fprintln(stderr, "authmilter:", err)
 		return 1
 	}
 	pol, err := policy.New(cfg)
