@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -241,6 +242,19 @@ attempts = 1
 			s := open(t, o)
 			waitDrained(t, s)
 			got := queueIDs(t, s)
+			// What the daemon recorded for one message.
+			rows, err := s.Rows(context.Background(), Query{PolicyDomain: "sender.test"})
+			if err != nil || len(rows) == 0 {
+				t.Fatalf("rows: %d, %v", len(rows), err)
+			}
+			r := rows[0].Record
+			if r.Reporter != "mx.rcpt.test" || r.SourceIP != "192.0.2.1" || r.HeaderFrom != "sender.test" ||
+				r.EnvelopeFrom != "sender.test" || len(r.EnvelopeTo) != 1 || r.EnvelopeTo[0] != "rcpt.test" ||
+				r.DMARCResult != "pass" || r.SPFAligned != "pass" || r.Disposition != "pass" ||
+				len(r.SPF) != 1 || r.SPF[0].Result != "pass" || r.Policy.P != "none" ||
+				len(r.Policy.RUA) != 1 || r.Policy.RUA[0].Address != "mailto:rua@sender.test" {
+				t.Errorf("recorded: %+v", r)
+			}
 			for q := range ackedSet {
 				if got[q] != 1 {
 					t.Errorf("acknowledged message %s has %d rows", q, got[q])
