@@ -538,6 +538,10 @@ func (s *Store) Rows(ctx context.Context, q Query) ([]Row, error) {
 }
 
 // Pending returns the rows not reported yet whose time is before before.
+//
+// Records spooled during an outage reach the database late, with their
+// original time: a report run may find rows older than its previous
+// cut-off. They are still unreported, so the next report includes them.
 func (s *Store) Pending(ctx context.Context, before time.Time) ([]Row, error) {
 	return s.Rows(ctx, Query{End: before, Unreported: true})
 }
