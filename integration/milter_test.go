@@ -41,6 +41,7 @@ type milterConfig struct {
 	Quarantine        string // "hold" | "header"
 	Monitor           bool
 	Temperror         string // "accept" | "tempfail"
+	StoreDir          string // the SQLite record store; startMilter sets one under its dir
 }
 
 // defaultConfig is the configuration most cases run with.
@@ -78,6 +79,9 @@ skip_authenticated = ` + fmt.Sprint(c.SkipAuthenticated) + `
 quarantine = ` + q(c.Quarantine) + `
 monitor = ` + fmt.Sprint(c.Monitor) + `
 temperror = ` + q(c.Temperror) + `
+
+[store]
+dir = ` + q(c.StoreDir) + `
 `
 }
 
@@ -111,6 +115,9 @@ func (s *syncBuffer) String() string {
 // waiting until every listen address accepts connections.
 func startMilter(bin, dir, name string, cfg milterConfig) (*milterProc, error) {
 	path := filepath.Join(dir, name+".toml")
+	if cfg.StoreDir == "" { // never the system's /var/lib/authmilter
+		cfg.StoreDir = filepath.Join(dir, name+"-store")
+	}
 	if err := os.WriteFile(path, []byte(cfg.toml()), 0o644); err != nil {
 		return nil, err
 	}

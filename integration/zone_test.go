@@ -33,9 +33,9 @@ spf-temp.test.            IN TXT "v=spf1 -all"
 
 ; DMARC (RFC 9989): one domain per policy, SPF-aligned when sent from goodV4
 dmarc-reject.test.        IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:1::/48 -all"
-_dmarc.dmarc-reject.test. IN TXT "v=DMARC1; p=reject"
+_dmarc.dmarc-reject.test. IN TXT "v=DMARC1; p=reject; rua=mailto:agg@dmarc-reject.test"
 dmarc-quar.test.          IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:1::/48 -all"
-_dmarc.dmarc-quar.test.   IN TXT "v=DMARC1; p=quarantine"
+_dmarc.dmarc-quar.test.   IN TXT "v=DMARC1; p=quarantine; rua=mailto:agg@dmarc-quar.test"
 dmarc-none.test.          IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:1::/48 -all"
 _dmarc.dmarc-none.test.   IN TXT "v=DMARC1; p=none"
 dmarc-temp.test.          IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:1::/48 -all"
