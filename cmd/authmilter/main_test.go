@@ -102,7 +102,9 @@ shutdown_timeout = "20s"
 servers = ["%s"]
 timeout = "1500ms"
 attempts = 1
-`, port, sock, dns.Addr())), 0o600)
+[store]
+dir = "%s"
+`, port, sock, dns.Addr(), filepath.Join(dir, "store"))), 0o600)
 
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "-config", cfg)
