@@ -25,15 +25,16 @@ type Config struct {
 	// Empty means the host name.
 	AuthservID string `toml:"authserv_id"`
 
-	Milter Milter `toml:"milter"`
-	DNS    DNS    `toml:"dns"`
-	Log    Log    `toml:"log"`
-	Policy Policy `toml:"policy"`
-	SPF    SPF    `toml:"spf"`
-	DKIM   DKIM   `toml:"dkim"`
-	DMARC  DMARC  `toml:"dmarc"`
-	Store  Store  `toml:"store"`  // internal/config/store.go
-	Report Report `toml:"report"` // internal/config/report.go
+	Milter  Milter  `toml:"milter"`
+	DNS     DNS     `toml:"dns"`
+	Log     Log     `toml:"log"`
+	Policy  Policy  `toml:"policy"`
+	SPF     SPF     `toml:"spf"`
+	DKIM    DKIM    `toml:"dkim"`
+	DMARC   DMARC   `toml:"dmarc"`
+	Store   Store   `toml:"store"`   // internal/config/store.go
+	Report  Report  `toml:"report"`  // internal/config/report.go
+	Metrics Metrics `toml:"metrics"` // internal/config/metrics.go
 }
 
 // Milter holds the sockets and session limits of the milter server.
@@ -144,8 +145,9 @@ func Default() *Config {
 			IgnoreFromDomains: []string{},
 			TrustedForwarders: []string{},
 		},
-		Store:  defaultStore(),
-		Report: defaultReport(),
+		Store:   defaultStore(),
+		Report:  defaultReport(),
+		Metrics: defaultMetrics(),
 	}
 }
 
@@ -409,5 +411,6 @@ func (c *Config) Validate() Errors {
 	}
 	es = append(es, c.validateStore()...)
 	es = append(es, c.validateReport()...)
+	es = append(es, c.validateMetrics()...)
 	return es
 }
