@@ -29,12 +29,14 @@ type outcome struct {
 	headerEdit  bool          // a field was changed or deleted
 	content     time.Duration // first header event to the last milter's final reply
 	eom         time.Duration // end-of-message events to their replies, summed over the milters
+	trace       []string      // what each milter did at end of message, when tracing
 }
 
 // smtpConn is one SMTP connection as Postfix would open it: one milter
 // connection per milter in the chain, the connection-level events already
 // sent.
 type smtpConn struct {
+	trace    bool // record replies and edits in outcome.trace
 	milters  []*mconn
 	done     []bool   // the milter accepted the connection: no more events
 	rejected *verdict // a milter refused the connection
@@ -195,6 +197,9 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 			if err != nil {
 				return true, err
 			}
+			if c.trace && r.code != 'c' {
+				out.trace = append(out.trace, fmt.Sprintf("%s: %c reply %c %s", m.name, code, r.code, r.text))
+			}
 			if r.code == 'a' {
 				active[i] = false
 			} else if v, final := replyVerdict(r); final {
@@ -259,6 +264,12 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 		if err != nil {
 			return finish(err)
 		}
+		if c.trace {
+			for _, mod := range mods {
+				out.trace = append(out.trace, fmt.Sprintf("%s: %c %d %s: %q", m.name, mod.code, mod.index, mod.name, mod.value))
+			}
+			out.trace = append(out.trace, fmt.Sprintf("%s: reply %c %s", m.name, r.code, r.text))
+		}
 		for _, mod := range mods {
 			switch mod.code {
 			case 'h', 'i', 'm':
@@ -294,6 +305,9 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 // accepted the message, skip its end of message.
 func (c *smtpConn) content(m *mconn, fields []field, body []byte, vals map[string]string, lead bool, out *outcome) (ended, accepted bool, err error) {
 	check := func(r reply) (bool, bool) {
+		if c.trace && r.code != 'c' {
+			out.trace = append(out.trace, fmt.Sprintf("%s: content reply %c %s", m.name, r.code, r.text))
+		}
 		if r.code == 'a' {
 			return false, true
 		}

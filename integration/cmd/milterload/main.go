@@ -46,6 +46,7 @@ type options struct {
 	warmup   time.Duration // untimed run first (DNS caches warm)
 	timeout  time.Duration // per milter read/write
 	mtaHost  string
+	trace    io.Writer // when set, each message's replies and edits are written here
 }
 
 // Latency summarises a latency distribution in milliseconds.
@@ -73,6 +74,8 @@ type Report struct {
 	Verdicts    map[string]int64 `json:"verdicts"`
 	HeaderAdded int64            `json:"header_added"`
 	HeaderEdit  int64            `json:"header_changed"` // messages with a field changed or deleted
+	// ByClass is the verdict mix per corpus class (the index's last column).
+	ByClass map[string]map[string]int64 `json:"by_class,omitempty"`
 }
 
 // sessionStats is what one session collected.
@@ -81,6 +84,7 @@ type sessionStats struct {
 	verdicts     [numVerdicts]int64
 	headerAdded  int64
 	headerEdit   int64
+	byClass      map[string]*[numVerdicts]int64
 	errors       int64
 	conns        int64
 	errSample    []string
@@ -110,6 +114,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fl.DurationVar(&o.timeout, "timeout", 30*time.Second, "milter read/write timeout")
 	fl.StringVar(&o.mtaHost, "mta-host", "mx.rcpt.test", "the MTA's host name (j macro)")
 	asJSON := fl.Bool("json", false, "print the report as JSON")
+	byClass := fl.Bool("classes", false, "also print the verdict mix per corpus class")
+	trace := fl.Bool("trace", false, "write every message's end-of-message edits and replies to stderr (slow; use with -n)")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -127,6 +133,9 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.count > 0 {
 		o.duration = 0
+	}
+	if *trace {
+		o.trace = stderr
 	}
 	var err error
 	if o.corpus, err = loadCorpus(*corpusDir); err != nil {
@@ -149,6 +158,9 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		printReport(stdout, rep)
+		if *byClass {
+			printClasses(stdout, rep)
+		}
 	}
 	if rep.Messages == 0 {
 		return 1
@@ -263,6 +275,7 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 			continue
 		}
 		st.conns++
+		c.trace = o.trace != nil
 		ok := true
 		for k, m := range msgs {
 			if k > 0 && !claim() {
@@ -274,7 +287,21 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 				ok = false
 				break
 			}
+			if o.trace != nil {
+				traceMu.Lock()
+				fmt.Fprintf(o.trace, "%s %s %s\n\t%s\n", m.file, m.class, verdictNames[out.verdict], strings.Join(out.trace, "\n\t"))
+				traceMu.Unlock()
+			}
 			st.verdicts[out.verdict]++
+			if m.class != "" {
+				if st.byClass == nil {
+					st.byClass = map[string]*[numVerdicts]int64{}
+				}
+				if st.byClass[m.class] == nil {
+					st.byClass[m.class] = new([numVerdicts]int64)
+				}
+				st.byClass[m.class][out.verdict]++
+			}
 			if out.headerAdded {
 				st.headerAdded++
 			}
@@ -292,6 +319,8 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 	}
 }
 
+var traceMu sync.Mutex
+
 func report(o options, stats []*sessionStats, elapsed time.Duration) *Report {
 	r := &Report{Sessions: o.sessions, PerConn: o.perConn, Seconds: elapsed.Seconds(), Verdicts: map[string]int64{}}
 	for _, m := range o.milters {
@@ -307,6 +336,19 @@ func report(o options, stats []*sessionStats, elapsed time.Duration) *Report {
 		}
 		r.HeaderAdded += st.headerAdded
 		r.HeaderEdit += st.headerEdit
+		for class, counts := range st.byClass {
+			if r.ByClass == nil {
+				r.ByClass = map[string]map[string]int64{}
+			}
+			if r.ByClass[class] == nil {
+				r.ByClass[class] = map[string]int64{}
+			}
+			for v, n := range counts {
+				if n > 0 {
+					r.ByClass[class][verdictNames[v]] += n
+				}
+			}
+		}
 		r.Errors += st.errors
 		r.Connections += st.conns
 		for _, e := range st.errSample {
@@ -353,5 +395,22 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "; header added %d, changed %d\n", r.HeaderAdded, r.HeaderEdit)
 	for _, e := range r.ErrorSample {
 		fmt.Fprintf(w, "error        %s\n", e)
+	}
+}
+
+func printClasses(w io.Writer, r *Report) {
+	classes := make([]string, 0, len(r.ByClass))
+	for c := range r.ByClass {
+		classes = append(classes, c)
+	}
+	slices.Sort(classes)
+	for _, c := range classes {
+		fmt.Fprintf(w, "class %-22s", c)
+		for _, n := range verdictNames {
+			if k := r.ByClass[c][n]; k > 0 {
+				fmt.Fprintf(w, " %s %d", n, k)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 }

@@ -41,6 +41,8 @@ broken.test.         300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
 //	spoof: SPF fail, p=reject           -> reject
 //	quar: SPF fail, p=quarantine        -> quarantine
 //	temp: DMARC lookup SERVFAIL         -> tempfail (dmarc.temperror = "tempfail")
+var classVerdict = map[string]string{"pass": "accept", "spoof": "reject", "quar": "quarantine", "temp": "tempfail"}
+
 func testCorpus(t *testing.T) (dir string, want map[string]int64) {
 	dir = t.TempDir()
 	var index strings.Builder
@@ -201,6 +203,11 @@ func TestRunAgainstAuthmilter(t *testing.T) {
 			}
 			checkSums(t, r, n)
 			if tc.exact {
+				for _, class := range []string{"pass", "spoof", "quar", "temp"} {
+					if got := r.ByClass[class]; len(got) != 1 || got[classVerdict[class]] != rounds {
+						t.Errorf("class %s: verdicts %v, want %d %s", class, got, rounds, classVerdict[class])
+					}
+				}
 				for v, k := range want {
 					if r.Verdicts[v] != k*rounds {
 						t.Errorf("verdict %s: %d, want %d (all %v)", v, r.Verdicts[v], k*rounds, r.Verdicts)
