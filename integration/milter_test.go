@@ -42,6 +42,9 @@ type milterConfig struct {
 	Monitor           bool
 	Temperror         string // "accept" | "tempfail"
 	StoreDir          string // the SQLite record store; startMilter sets one under its dir
+	// Extra is TOML appended as is: sections the fields above do not
+	// cover (signing_test.go's [signing] with its key tables).
+	Extra string
 }
 
 // defaultConfig is the configuration most cases run with.
@@ -82,7 +85,7 @@ temperror = ` + q(c.Temperror) + `
 
 [store]
 dir = ` + q(c.StoreDir) + `
-`
+` + c.Extra
 }
 
 // milterProc is one running authmilter serve.
