@@ -147,14 +147,17 @@ func newReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (*re
 // startReporter runs the report scheduler of serve (report.enabled): the
 // reports of each closed period are sent without a cron job; the store's
 // lock makes one MX of several send. stop ends it and waits; call it
-// before the store is closed.
-func startReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (stop func(), err error) {
+// before the store is closed. wrap, if not nil, wraps the mailer (metrics).
+func startReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger, wrap func(reportmail.Mailer) reportmail.Mailer) (stop func(), err error) {
 	if !cfg.Report.Enabled {
 		return func() {}, nil
 	}
 	r, err := newReporter(cfg, st, log)
 	if err != nil {
 		return nil, err
+	}
+	if wrap != nil {
+		r.Mailer = wrap(r.Mailer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -13,13 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
+	"github.com/authmilter/authmilter/internal/metrics"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
@@ -63,10 +66,16 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
+	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated before
+	return newLevelLogger(cfg.Log.Format, level, w)
+}
+
+// newLevelLogger writes text or JSON lines at the level level holds, which
+// a reload may change.
+func newLevelLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
 	o := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
+	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}
 	return slog.New(slog.NewTextHandler(w, o))
@@ -88,13 +97,18 @@ func engineOptions(cfg *config.Config) engine.Options {
 // newResolver builds the one resolver from the [dns] section; log (may be
 // nil) gets a debug line per query.
 func newResolver(cfg *config.Config, log *slog.Logger) (*resolver.Resolver, error) {
+	return newObservedResolver(cfg, log, nil)
+}
+
+// newObservedResolver is newResolver with a metrics hook (may be nil).
+func newObservedResolver(cfg *config.Config, log *slog.Logger, observe func(resolver.Event)) (*resolver.Resolver, error) {
 	cacheSize := cfg.DNS.CacheSize
 	if cacheSize == 0 {
 		cacheSize = -1 // our 0 disables the cache; the resolver reads 0 as its default size
 	}
 	res, err := resolver.New(resolver.Config{
 		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log,
+		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log, Observe: observe,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
@@ -102,20 +116,175 @@ func newResolver(cfg *config.Config, log *slog.Logger) (*resolver.Resolver, erro
 	return res, nil
 }
 
-// newService builds everything a message needs from the configuration.
-func newService(cfg *config.Config, log *slog.Logger) (*service.Service, error) {
-	res, err := newResolver(cfg, log)
-	if err != nil {
-		return nil, err
-	}
+// newService builds everything a message needs from the configuration, on
+// the resolver res, the store st (nil: no records) and the metrics m (nil:
+// none).
+func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st *store.Store, m *metrics.Metrics) (*service.Service, error) {
 	pol, err := policy.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &service.Service{
+	svc := &service.Service{
 		AuthservID: cfg.AuthservID, Engine: engine.New(res, engineOptions(cfg)), Policy: pol,
 		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log,
-	}, nil
+	}
+	if st != nil {
+		ex, err := store.ParseExclusions(cfg.Store.ExcludeRecipients)
+		if err != nil {
+			return nil, fmt.Errorf("store.exclude_recipients: %w", err)
+		}
+		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
+	}
+	if m != nil {
+		svc.Observe = m
+	}
+	return svc, nil
+}
+
+// daemon is what serve keeps between reloads.
+type daemon struct {
+	path    string // the configuration file; "" for the embedded defaults
+	log     *slog.Logger
+	level   *slog.LevelVar
+	metrics *metrics.Metrics
+	store   *store.Store // nil: backend "off"
+	current *service.Current
+
+	// The running configuration and its resolver; only the main loop
+	// (start, reload, shutdown) touches them.
+	cfg *config.Config
+	res *resolver.Resolver
+}
+
+// build makes the service for cfg. The resolver, and so its cache, is
+// kept when the [dns] section did not change.
+func (d *daemon) build(cfg *config.Config) (*service.Service, *resolver.Resolver, error) {
+	res := d.res
+	if res == nil || !reflect.DeepEqual(cfg.DNS, d.cfg.DNS) {
+		var err error
+		if res, err = newObservedResolver(cfg, d.log, d.metrics.DNS); err != nil {
+			return nil, nil, err
+		}
+	}
+	svc, err := newService(cfg, d.log, res, d.store, d.metrics)
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, res, nil
+}
+
+// restartOnly lists the settings a reload cannot change: sockets and
+// listeners are open, the store and the report scheduler are running. A
+// key stands for itself and everything below it. A reload that changes
+// them logs a warning naming them, and they keep their running values
+// until the next restart.
+var restartOnly = []string{
+	"milter.listen", "milter.socket_mode", "milter.socket_group", "milter.idle_timeout",
+	"log.format",
+	"store.backend", "store.dir", "store.postgres_dsn", "store.commit", "store.write_timeout", "store.retention_days",
+	"report",
+	"metrics",
+}
+
+func needsRestart(key string) bool {
+	for _, p := range restartOnly {
+		if key == p || strings.HasPrefix(key, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// reload re-reads the configuration file (SIGHUP). A file with errors, or
+// one the service cannot be built from, is refused: its errors are logged
+// and the running configuration stays. Otherwise messages that begin from
+// now on use the new configuration; messages in flight finish with the
+// one they started with, and no connection is dropped.
+func (d *daemon) reload() error {
+	d.log.Info("reloading the configuration", "config", configName(d.path))
+	cfg, err := loadConfig(d.path)
+	if err == nil {
+		changed := changedKeys(d.cfg, cfg)
+		var restart, applied []string
+		for _, k := range changed {
+			if needsRestart(k) {
+				restart = append(restart, k)
+				copyKey(cfg, d.cfg, k) // the running value stays
+			} else {
+				applied = append(applied, k)
+			}
+		}
+		var svc *service.Service
+		var res *resolver.Resolver
+		if svc, res, err = d.build(cfg); err == nil {
+			d.current.Set(svc)
+			d.cfg, d.res = cfg, res
+			_ = d.level.UnmarshalText([]byte(cfg.Log.Level)) // validated
+			d.metrics.Reload(true)
+			if len(restart) > 0 {
+				// Names only: values may be secrets (store.postgres_dsn, report.smtp.password).
+				d.log.Warn("changed settings need a restart to take effect; they keep their running values",
+					"settings", strings.Join(restart, ","))
+			}
+			d.log.Info("configuration reloaded", "config", configName(d.path), "changed", strings.Join(applied, ","),
+				"log_level", cfg.Log.Level)
+			return nil
+		}
+	}
+	d.metrics.Reload(false)
+	d.log.Error("reload refused; the running configuration is kept", "config", configName(d.path),
+		"errors", strings.ReplaceAll(err.Error(), "\n", "; "))
+	return err
+}
+
+// changedKeys returns the dotted names of the options whose values differ
+// between a and b, from the toml tags (a section's own name when a whole
+// list or value differs).
+func changedKeys(a, b *config.Config) []string {
+	var out []string
+	var walk func(x, y reflect.Value, prefix string)
+	walk = func(x, y reflect.Value, prefix string) {
+		t := x.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if name == "" || name == "-" {
+				continue
+			}
+			if prefix != "" {
+				name = prefix + "." + name
+			}
+			fx, fy := x.Field(i), y.Field(i)
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(config.Duration{}) {
+				walk(fx, fy, name)
+				continue
+			}
+			if !reflect.DeepEqual(fx.Interface(), fy.Interface()) {
+				out = append(out, name)
+			}
+		}
+	}
+	walk(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), "")
+	return out
+}
+
+// copyKey sets the option key (dotted toml name) of dst to its value in
+// src.
+func copyKey(dst, src *config.Config, key string) {
+	x, y := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem()
+	for _, part := range strings.Split(key, ".") {
+		found := false
+		for i := 0; i < x.NumField(); i++ {
+			if strings.Split(x.Type().Field(i).Tag.Get("toml"), ",")[0] == part {
+				x, y, found = x.Field(i), y.Field(i), true
+				break
+			}
+		}
+		if !found {
+			return
+		}
+	}
+	x.Set(y)
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -125,21 +294,23 @@ func cmdServe(args []string, stderr io.Writer) int {
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
+	// SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "authmilter:", err)
 		return 1
 	}
-	log := newLogger(cfg, stderr)
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated
+	log := newLevelLogger(cfg.Log.Format, level, stderr)
 	// go-milter logs through the standard logger: connection ends the MTA
 	// caused are routine, anything else is worth a warning.
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(libraryLog{log})
-	svc, err := newService(cfg, log)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
+	d := &daemon{path: *cfgPath, log: log, level: level, metrics: metrics.New(versionString())}
 	st, err := openStore(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -147,36 +318,64 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	if st != nil {
 		defer st.Close() // after the sessions drained: their records are queued
-		stopReports, err := startReporter(cfg, st, log)
+		d.store = st
+		d.metrics.Store(st.Stats, st.Down)
+		stopReports, err := startReporter(cfg, st, log, d.metrics.Mailer)
 		if err != nil {
 			log.Error("cannot start", "err", err)
 			return 1
 		}
 		// Deferred after st.Close, so the scheduler stops before the store closes.
 		defer stopReports()
-		ex, _ := store.ParseExclusions(cfg.Store.ExcludeRecipients) // validated
-		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
 	}
+	svc, res, err := d.build(cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	d.cfg, d.res, d.current = cfg, res, service.NewCurrent(svc)
 	mode, _ := strconv.ParseUint(cfg.Milter.SocketMode, 8, 32)
-	srv := milter.NewServer(svc, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
+	srv := milter.NewServer(d.current, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
 		SocketMode: fs.FileMode(mode), Log: log})
+	d.metrics.Sessions(srv.Sessions, srv.Refused)
 
 	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
 	for _, spec := range cfg.Milter.Listen {
 		sock, _ := config.ParseSocket(spec) // validated
 		ln, err := milter.Listen(sock, fs.FileMode(mode), cfg.Milter.SocketGroup)
 		if err != nil {
 			log.Error("cannot start", "err", err)
-			for _, l := range listeners {
-				l.Close()
-			}
+			closeAll()
 			return 1
 		}
 		listeners = append(listeners, ln)
 	}
 
+	// The metrics listener is not the mail path: if its port is taken the
+	// milter still starts, with an error in the log.
+	var listening atomic.Bool
+	if cfg.Metrics.Listen != "" {
+		ms, err := metrics.Listen(cfg.Metrics.Listen, d.metrics.Handler(readiness(&listening, st, storeDir(cfg))), log)
+		if err != nil {
+			log.Error("metrics listener not started: no /metrics, /healthz, /readyz", "err", err)
+		} else {
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				ms.Shutdown(ctx)
+			}()
+			log.Info("metrics listener", "listen", ms.Addr().String())
+		}
+	}
+
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	errc := make(chan error, len(listeners))
 	var wg sync.WaitGroup
 	for _, ln := range listeners {
@@ -188,22 +387,31 @@ func cmdServe(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
+	listening.Store(true)
 	addrs := make([]string, len(listeners))
 	for i, ln := range listeners {
 		addrs[i] = ln.Addr().Network() + ":" + ln.Addr().String()
 	}
 	log.Info("authmilter started", "version", versionString(), "listen", strings.Join(addrs, ","),
-		"authserv_id", cfg.AuthservID, "config", configName(*cfgPath))
+		"authserv_id", cfg.AuthservID, "config", configName(*cfgPath), "log_level", cfg.Log.Level)
 
 	code := 0
-	select {
-	case s := <-sigs:
-		log.Info("shutting down", "signal", s.String(), "wait", cfg.Milter.ShutdownTimeout.String())
-	case err := <-errc:
-		log.Error("listener failed, shutting down", "err", err)
-		code = 1
+loop:
+	for {
+		select {
+		case <-hup:
+			d.reload()
+		case s := <-sigs:
+			log.Info("shutting down", "signal", s.String(), "wait", d.cfg.Milter.ShutdownTimeout.String())
+			break loop
+		case err := <-errc:
+			log.Error("listener failed, shutting down", "err", err)
+			code = 1
+			break loop
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Milter.ShutdownTimeout.Duration)
+	listening.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout.Duration)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("shutdown", "err", err)
@@ -218,6 +426,47 @@ func cmdServe(args []string, stderr io.Writer) int {
 	return code
 }
 
+// writable checks that a file can be created in dir, as the store's
+// spool files are. The probe's name does not match the spool's pattern.
+func writable(dir string) error {
+	f, err := os.CreateTemp(dir, ".readyz-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	err = f.Close()
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// readiness is what /readyz checks: the milter sockets are served, and the
+// record store takes records, into the database or, while that is down,
+// into the spool.
+func readiness(listening *atomic.Bool, st *store.Store, spoolDir string) []metrics.Check {
+	return []metrics.Check{
+		{Name: "milter", Fn: func() (string, error) {
+			if !listening.Load() {
+				return "", errors.New("not serving (starting or shutting down)")
+			}
+			return "ok", nil
+		}},
+		{Name: "store", Fn: func() (string, error) {
+			switch {
+			case st == nil:
+				return "off", nil
+			case !st.Down():
+				return "ok", nil
+			}
+			if err := writable(spoolDir); err != nil {
+				return "", fmt.Errorf("database down and the spool is not writable: %w", err)
+			}
+			return "spooling (database down)", nil
+		}},
+	}
+}
+
 // openStore opens the record store the configuration names; nil for
 // backend "off".
 func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
@@ -225,10 +474,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
 	if c.Backend == "off" {
 		return nil, nil
 	}
-	dir := c.Dir
-	if dir == "" {
-		dir = store.DefaultDir()
-	}
+	dir := storeDir(cfg)
 	o := store.Options{
 		Backend: c.Backend, SQLitePath: filepath.Join(dir, "records.db"), PostgresDSN: c.PostgresDSN,
 		SpoolDir: dir, Async: c.Commit == "async", WriteTimeout: c.WriteTimeout.Duration,
@@ -242,6 +488,14 @@ func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
 	}
 	log.Info("record store", "backend", c.Backend, "dir", dir, "commit", c.Commit)
 	return st, nil
+}
+
+// storeDir is the directory of the SQLite file and the spool files.
+func storeDir(cfg *config.Config) string {
+	if cfg.Store.Dir != "" {
+		return cfg.Store.Dir
+	}
+	return store.DefaultDir()
 }
 
 func configName(p string) string {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/milter"
@@ -31,12 +32,54 @@ type Service struct {
 	// (internal/store); nil keeps none. In sync mode the reply waits for
 	// the commit.
 	Records *store.Recorder
+	// Observe is told about every message (metrics); nil observes nothing.
+	Observe Observer
 }
+
+// Observer is told what happened to each message, for metrics
+// (internal/metrics implements it). Its methods must be fast and safe for
+// concurrent use.
+type Observer interface {
+	// Message: a checked message, its decision, and how long its end of
+	// message took (the checks still running, the policy, the store).
+	Message(r *engine.Result, d policy.Decision, eom time.Duration)
+	// NotChecked: a message the policy skipped, and why.
+	NotChecked(reason string)
+	// Recorded: how long storing the message's records took.
+	Recorded(took time.Duration)
+}
+
+// Current is the milter Backend of a daemon that reloads its
+// configuration: each message goes to the Service current when it begins
+// and keeps that one to its end, so a reload (Set) never changes a message
+// in flight and never drops a connection.
+type Current struct{ p atomic.Pointer[Service] }
+
+// NewCurrent returns a Current serving s.
+func NewCurrent(s *Service) *Current {
+	c := &Current{}
+	c.p.Store(s)
+	return c
+}
+
+// Begin hands the message to the current Service.
+func (c *Current) Begin(ctx context.Context, env milter.Envelope) milter.Message {
+	return c.p.Load().Begin(ctx, env)
+}
+
+// Set makes s the Service for messages that begin from now on.
+func (c *Current) Set(s *Service) { c.p.Store(s) }
+
+// Load returns the current Service.
+func (c *Current) Load() *Service { return c.p.Load() }
 
 // Begin starts a message, or returns nil for a client that is not checked.
 func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message {
 	if skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser); skip {
 		s.Log.Debug("not checked", "reason", why, "client_ip", addrString(env.ClientIP), "mail_from", env.MailFrom)
+		if s.Observe != nil {
+			s.Observe.NotChecked(why)
+		}
 		return nil
 	}
 	var ip net.IP
@@ -74,6 +117,7 @@ func (m *message) Body(chunk []byte) { m.em.Body(chunk) }
 func (m *message) Abort()            { m.em.Abort() }
 
 func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
+	start := time.Now()
 	r := m.em.Finish(ctx)
 	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
@@ -84,15 +128,25 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	if d.Action == policy.Quarantine {
 		v.Quarantine = "DMARC policy quarantine for " + r.DMARC.AuthorDomain
 	}
-	m.log(queueID, r, d)
 	if m.s.Records != nil {
+		t := time.Now()
 		m.s.Records.Record(ctx, store.Message{Result: r, Decision: d, Reporter: m.s.AuthservID, QueueID: queueID,
 			ClientIP: m.env.ClientIP, MailFrom: m.env.MailFrom, Recipients: m.rcpts, Time: time.Now()})
+		if m.s.Observe != nil {
+			m.s.Observe.Recorded(time.Since(t))
+		}
+	}
+	eom := time.Since(start)
+	m.log(queueID, r, d, eom)
+	if m.s.Observe != nil {
+		m.s.Observe.Message(r, d, eom)
 	}
 	return v
 }
 
-func (m *message) log(queueID string, r *engine.Result, d policy.Decision) {
+// log writes the one info line of a checked message: who sent it, every
+// result, what the MTA was told and why, and how long it took.
+func (m *message) log(queueID string, r *engine.Result, d policy.Decision, eom time.Duration) {
 	dkim := make([]string, 0, len(r.DKIM))
 	for _, k := range r.DKIM {
 		dkim = append(dkim, fmt.Sprintf("%s:%s", k.Domain, k.Status))
@@ -102,7 +156,7 @@ func (m *message) log(queueID string, r *engine.Result, d policy.Decision) {
 		"mail_from", m.env.MailFrom, "from_domain", strings.Join(r.AuthorDomains, ","),
 		"spf", string(r.SPF.Result), "spf_helo", string(r.HELO.Result), "dkim", strings.Join(dkim, ","),
 		"dmarc", string(r.DMARC.Status), "policy", string(r.DMARC.Applied),
-		"action", d.Action.String(), "disposition", d.Disposition,
+		"action", d.Action.String(), "disposition", d.Disposition, "rcpts", len(m.rcpts),
 	}
 	if d.Override != "" {
 		attrs = append(attrs, "override", d.Override)
@@ -110,7 +164,8 @@ func (m *message) log(queueID string, r *engine.Result, d policy.Decision) {
 	if d.Why != "" {
 		attrs = append(attrs, "why", d.Why)
 	}
-	attrs = append(attrs, "duration", r.Duration.Round(100_000).String())
+	attrs = append(attrs, "duration", r.Duration.Round(100*time.Microsecond).String(),
+		"eom", eom.Round(100*time.Microsecond).String())
 	m.s.Log.Info("message", attrs...)
 }
 
