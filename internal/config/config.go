@@ -35,6 +35,7 @@ type Config struct {
 	Store   Store   `toml:"store"`   // internal/config/store.go
 	Report  Report  `toml:"report"`  // internal/config/report.go
 	Metrics Metrics `toml:"metrics"` // internal/config/metrics.go
+	Signing Signing `toml:"signing"` // internal/config/signing.go
 }
 
 // Milter holds the sockets and session limits of the milter server.
@@ -148,6 +149,7 @@ func Default() *Config {
 		Store:   defaultStore(),
 		Report:  defaultReport(),
 		Metrics: defaultMetrics(),
+		Signing: defaultSigning(),
 	}
 }
 
@@ -236,6 +238,9 @@ func knownKeys() map[string]bool {
 			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
 				walk(f.Type, name)
 			}
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct { // [[arrays.of.tables]]
+				walk(f.Type.Elem(), name)
+			}
 		}
 	}
 	walk(reflect.TypeOf(Config{}), "")
@@ -261,6 +266,13 @@ func unknownKeys(raw map[string]any, prefix string, known map[string]bool, lines
 		}
 		if sub, ok := raw[k].(map[string]any); ok {
 			es = append(es, unknownKeys(sub, name+".", known, lines)...)
+		}
+		if arr, ok := raw[k].([]any); ok { // [[arrays.of.tables]]
+			for _, e := range arr {
+				if sub, ok := e.(map[string]any); ok {
+					es = append(es, unknownKeys(sub, name+".", known, lines)...)
+				}
+			}
 		}
 	}
 	return es
@@ -412,5 +424,6 @@ func (c *Config) Validate() Errors {
 	es = append(es, c.validateStore()...)
 	es = append(es, c.validateReport()...)
 	es = append(es, c.validateMetrics()...)
+	es = append(es, validateSigning(c.Signing, c.Milter.Listen)...)
 	return es
 }

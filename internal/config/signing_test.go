@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"crypto/rand"
 	"os"
 	"path/filepath"
@@ -150,5 +151,74 @@ func TestSignOptions(t *testing.T) {
 	}
 	if err := o.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestParseSigning(t *testing.T) {
+	key := writeKey(t, t.TempDir(), "ed.key", 0o600)
+	tables := `
+[signing]
+enabled = true
+listen = ["unix:/run/authmilter/sign.sock"]
+canonicalization = "simple/relaxed"
+expire = "168h"
+
+[[signing.keys]]
+name = "ed"
+domain = "example.com"
+selector = "s1"
+file = "` + key + `"
+
+[[signing.rules]]
+pattern = ".example.com"
+keys = ["ed"]
+`
+	c, err := Parse([]byte(tables))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Signing
+	if !s.Enabled || len(s.Listen) != 1 || s.Canonicalization != "simple/relaxed" || s.Expire.Duration != 168*time.Hour ||
+		len(s.Keys) != 1 || s.Keys[0] != (SigningKey{Name: "ed", Domain: "example.com", Selector: "s1", File: key}) ||
+		len(s.Rules) != 1 || s.Rules[0].Pattern != ".example.com" || len(s.Rules[0].Keys) != 1 ||
+		!s.SignAuthenticated || len(s.InternalHosts) != 2 {
+		t.Errorf("parsed %+v", s)
+	}
+	if _, err := s.Table(); err != nil {
+		t.Error(err)
+	}
+
+	inline := `[signing]
+enabled = true
+keys = [{ name = "ed", domain = "%", selector = "s1", file = "` + key + `" }]
+rules = [{ pattern = "*", keys = ["ed"] }]
+`
+	if c, err := Parse([]byte(inline)); err != nil {
+		t.Errorf("inline tables: %v", err)
+	} else if c.Signing.Keys[0].Domain != "%" {
+		t.Errorf("inline tables: %+v", c.Signing.Keys)
+	}
+
+	// A typo inside an array of tables is an unknown option, not ignored.
+	_, err = Parse([]byte(strings.Replace(tables, "file =", "fiel =", 1)))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("typo: got %v", err)
+	}
+	found := false
+	for _, e := range es {
+		found = found || (e.Key == "signing.keys.fiel" && e.Msg == "unknown option" && e.Line > 0)
+	}
+	if !found {
+		t.Errorf("typo: no unknown option signing.keys.fiel with a line in %v", es)
+	}
+
+	// An unsafe key file refuses the whole configuration, naming the file.
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse([]byte(tables))
+	if err == nil || !strings.Contains(err.Error(), "signing.keys[1].file") || !strings.Contains(err.Error(), key) {
+		t.Errorf("world-readable key: got %v", err)
 	}
 }
