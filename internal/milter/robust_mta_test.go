@@ -1,6 +1,7 @@
 package milter_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -423,5 +425,53 @@ func TestRobustSignedFixturePasses(t *testing.T) {
 	o := r.sendOne(t, message{ip: "192.0.2.1", helo: "mx.example.org", from: "alice@example.org", headers: fields, body: []string{body}})
 	if ar := o.ar(); !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "header.s=rsa2048") {
 		t.Errorf("A-R:\n%s", ar)
+	}
+}
+
+// flakyListener fails its first Accepts the way a process out of file
+// descriptors does (EMFILE), then accepts normally.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Accept errors other than a closed listener (EMFILE, ECONNABORTED) do not
+// stop the server: go-milter's Serve would return on the first one.
+func TestRobustAcceptErrors(t *testing.T) {
+	r := newRig(t, robustZone, rigOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.fails.Store(5)
+	done := make(chan error, 1)
+	go func() { done <- r.srv.Serve(fl) }()
+	r2 := *r
+	r2.addr = ln.Addr().String()
+	r2.sendOne(t, stdMessage("sender.test"))
+	if n := fl.fails.Load(); n >= 0 {
+		t.Errorf("only %d of 5 failures seen", 5-n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned: %v", err)
+	default:
+	}
+	// Shutdown stops this listener too; Serve then returns nil.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }
