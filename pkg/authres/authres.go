@@ -286,7 +286,7 @@ func splitOutside(s string, sep byte) []string {
 			i++
 		case quoted:
 			quoted = c != '"'
-		case c == '"':
+		case c == '"' && depth == 0: // a quote inside a comment is plain text
 			quoted = true
 		case c == '(':
 			depth++
@@ -321,7 +321,7 @@ func words(s string) []string {
 			c = s[i]
 		case quoted:
 			quoted = c != '"'
-		case c == '"':
+		case c == '"' && depth == 0:
 			quoted = true
 		case c == '(':
 			if depth == 0 {
