@@ -138,6 +138,11 @@ func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st
 	if m != nil {
 		svc.Observe = m
 	}
+	// The key files are read here, at start and on every reload: SIGHUP
+	// picks up rotated keys.
+	if svc.Signing, err = service.NewSigning(cfg.Signing, cfg.Milter, log); err != nil {
+		return nil, err
+	}
 	return svc, nil
 }
 
@@ -180,6 +185,7 @@ func (d *daemon) build(cfg *config.Config) (*service.Service, *resolver.Resolver
 // until the next restart.
 var restartOnly = []string{
 	"milter.listen", "milter.socket_mode", "milter.socket_group", "milter.idle_timeout",
+	"signing.listen",
 	"log.format",
 	"store.backend", "store.dir", "store.postgres_dsn", "store.commit", "store.write_timeout", "store.retention_days",
 	"report",
@@ -338,14 +344,18 @@ func cmdServe(args []string, stderr io.Writer) int {
 	srv := milter.NewServer(d.current, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
 		SocketMode: fs.FileMode(mode), Log: log})
 	d.metrics.Sessions(srv.Sessions, srv.Refused)
+	// The signing.listen sockets: every message signed (service.SignOnly).
+	signSrv := milter.NewServer(service.SignOnly{Current: d.current}, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
+		SocketMode: fs.FileMode(mode), Log: log})
 
 	var listeners []net.Listener
+	servers := map[net.Listener]*milter.Server{}
 	closeAll := func() {
 		for _, l := range listeners {
 			l.Close()
 		}
 	}
-	for _, spec := range cfg.Milter.Listen {
+	for i, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
 		sock, _ := config.ParseSocket(spec) // validated
 		ln, err := milter.Listen(sock, fs.FileMode(mode), cfg.Milter.SocketGroup)
 		if err != nil {
@@ -354,6 +364,10 @@ func cmdServe(args []string, stderr io.Writer) int {
 			return 1
 		}
 		listeners = append(listeners, ln)
+		servers[ln] = srv
+		if i >= len(cfg.Milter.Listen) {
+			servers[ln] = signSrv
+		}
 	}
 
 	// The metrics listener is not the mail path: if its port is taken the
@@ -382,17 +396,23 @@ func cmdServe(args []string, stderr io.Writer) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := servers[ln].Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
 			}
 		}()
 	}
 	listening.Store(true)
-	addrs := make([]string, len(listeners))
-	for i, ln := range listeners {
-		addrs[i] = ln.Addr().Network() + ":" + ln.Addr().String()
+	var addrs, signAddrs []string
+	for _, ln := range listeners {
+		a := ln.Addr().Network() + ":" + ln.Addr().String()
+		if servers[ln] == signSrv {
+			signAddrs = append(signAddrs, a)
+		} else {
+			addrs = append(addrs, a)
+		}
 	}
 	log.Info("authmilter started", "version", versionString(), "listen", strings.Join(addrs, ","),
+		"signing", cfg.Signing.Enabled, "signing_listen", strings.Join(signAddrs, ","),
 		"authserv_id", cfg.AuthservID, "config", configName(*cfgPath), "log_level", cfg.Log.Level)
 
 	code := 0
@@ -413,11 +433,19 @@ loop:
 	listening.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout.Duration)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn("shutdown", "err", err)
+	var swg sync.WaitGroup
+	for _, s := range []*milter.Server{srv, signSrv} { // at once: they share the deadline
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				log.Warn("shutdown", "err", err)
+			}
+		}()
 	}
+	swg.Wait()
 	wg.Wait()
-	for _, spec := range cfg.Milter.Listen {
+	for _, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
 		if s, _ := config.ParseSocket(spec); s.Network == "unix" {
 			os.Remove(s.Address)
 		}

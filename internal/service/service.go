@@ -34,6 +34,8 @@ type Service struct {
 	Records *store.Recorder
 	// Observe is told about every message (metrics); nil observes nothing.
 	Observe Observer
+	// Signing signs outbound mail (sign.go); nil signs nothing.
+	Signing *Signing
 }
 
 // Observer is told what happened to each message, for metrics
@@ -75,6 +77,11 @@ func (c *Current) Load() *Service { return c.p.Load() }
 
 // Begin starts a message, or returns nil for a client that is not checked.
 func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message {
+	// Our own mail on its way out is signed, never verified; this comes
+	// before Skip, which would pass internal and authenticated clients.
+	if sign, why := s.Signing.Direction(env); sign {
+		return s.sign(env, why)
+	}
 	if skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser); skip {
 		s.Log.Debug("not checked", "reason", why, "client_ip", addrString(env.ClientIP), "mail_from", env.MailFrom)
 		if s.Observe != nil {

@@ -229,3 +229,28 @@ func sigSummary(value string) string {
 	}
 	return tag("d") + "/" + tag("s") + "/" + tag("a")
 }
+
+// sign starts signing a message for the Service, counting it as not
+// checked ("signed_…") for the metrics.
+func (s *Service) sign(env milter.Envelope, why string) milter.Message {
+	if s.Observe != nil {
+		s.Observe.NotChecked("signed " + why)
+	}
+	return s.Signing.Sign(env, why)
+}
+
+// SignOnly is the milter Backend of the signing.listen sockets: every
+// message is signed, whoever the client is, by the Signing of the Service
+// current when it begins (so a reload rotates keys here too).
+type SignOnly struct{ Current *Current }
+
+// Begin signs the message, or passes it unchanged when the current
+// Service does not sign.
+func (b SignOnly) Begin(ctx context.Context, env milter.Envelope) milter.Message {
+	s := b.Current.Load()
+	if s.Signing == nil {
+		s.Log.Warn("message on a signing socket passed unsigned: signing is off", "client_ip", addrString(env.ClientIP))
+		return nil
+	}
+	return s.sign(env, "signing socket")
+}

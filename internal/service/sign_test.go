@@ -19,7 +19,9 @@ import (
 // any other domain below example.com with both (RFC 8463 §4 dual
 // signing).
 func signingConfig(rsaKey, edKey testKey, canon string) config.Signing {
-	c := config.Signing{Enabled: true, Canonicalization: canon, Oversign: []string{"From"}, SignAuthenticated: true}
+	c := config.Default().Signing
+	c.Enabled = true
+	c.Canonicalization = canon
 	for _, k := range []testKey{rsaKey, edKey} {
 		c.Keys = append(c.Keys, config.SigningKey{Name: k.name, Domain: k.domain, Selector: k.selector, File: k.file})
 	}
@@ -36,6 +38,10 @@ func signingConfig(rsaKey, edKey testKey, canon string) config.Signing {
 func newSigning(t testing.TB, c config.Signing, logs *syncBuffer) *service.Signing {
 	t.Helper()
 	cfg := config.Default()
+	cfg.Signing = c
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sg, err := service.NewSigning(c, cfg.Milter, log)
 	if err != nil {
