@@ -261,7 +261,11 @@ func unknownKeys(raw map[string]any, prefix string, known map[string]bool, lines
 			if line == 0 {
 				line = lines["["+name+"]"]
 			}
-			es = append(es, Error{Key: name, Line: line, Msg: "unknown option"})
+			key := name
+			if k == "" || strings.ContainsAny(k, ". \t\"") {
+				key = prefix + strconv.Quote(k) // TOML's quoted-key form
+			}
+			es = append(es, Error{Key: key, Line: line, Msg: "unknown option"})
 			continue
 		}
 		if sub, ok := raw[k].(map[string]any); ok {
@@ -341,8 +345,11 @@ func (c *Config) Validate() Errors {
 		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
 	}
 
-	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"") {
-		bad("authserv_id", "%q must be a plain host name or token", c.AuthservID)
+	for _, r := range c.AuthservID { // written into every header we add
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`;()"\,<>[]:=@/?`, r) {
+			bad("authserv_id", "%q must be a plain host name (printable ASCII, no spaces or specials)", c.AuthservID)
+			break
+		}
 	}
 	if len(c.Milter.Listen) == 0 {
 		bad("milter.listen", "at least one socket is needed")

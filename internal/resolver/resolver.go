@@ -429,6 +429,13 @@ func (r *Resolver) exchange(ctx context.Context, server, qname string, qtype uin
 	reply, err := r.send(ctx, "udp", server, m)
 	if err == nil && reply.Truncated {
 		reply, err = r.send(ctx, "tcp", server, m)
+		// Truncated over TCP too (e.g. a record set larger than a DNS
+		// message can hold): the records are incomplete, and a partial
+		// set can turn into a wrong answer (a missing SPF record read as
+		// "none"). Treat it as a server failure.
+		if err == nil && reply.Truncated {
+			err = errors.New("answer truncated over TCP")
+		}
 	}
 	if err != nil {
 		de := &net.DNSError{Err: err.Error(), Name: qname, Server: server, IsTemporary: true}
