@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,6 +152,80 @@ keys = ["rsa", "ed"]
 		})
 	})
 
+	t.Run("key rotation on SIGHUP", func(t *testing.T) {
+		cfg := defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt)
+		cfg.Extra = signing("")
+		m := runMilter(t, "rotation", cfg)
+		path := m.cmd.Args[len(m.cmd.Args)-1] // serve -config PATH
+		selectors := func(t *testing.T) string {
+			t.Helper()
+			id := newID(t.Name())
+			d := deliver(t, pf.smtpAlt, authed, from, message(id, from), id)
+			var sels []string
+			for _, v := range d.get("DKIM-Signature") {
+				for _, tag := range strings.Split(strings.Join(strings.Fields(v), ""), ";") {
+					if s, ok := strings.CutPrefix(tag, "s="); ok {
+						sels = append(sels, s)
+					}
+				}
+			}
+			return strings.Join(sels, ",")
+		}
+		if got := selectors(t); got != "rsa2026,ed2026" {
+			t.Fatalf("before: selectors %s", got)
+		}
+
+		// The new key is published, the configuration names it, SIGHUP.
+		newFile, newZone := keygen(t, keyDir, "rsa2027")
+		if err := dnsSrv.SetZone(baseZone + string(keys) + signZone + rsaZone + edZone + newZone); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(cfg.toml(), "rsa2026", "rsa2027")
+		text = strings.ReplaceAll(text, rsaFile, newFile)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hup(t, m, "configuration reloaded")
+		if got := selectors(t); got != "rsa2027,ed2026" {
+			t.Errorf("after SIGHUP: selectors %s, want rsa2027,ed2026", got)
+		}
+
+		// A key file that became world-readable refuses the reload,
+		// naming the file; the running keys go on signing.
+		if err := os.Chmod(newFile, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hup(t, m, "reload refused")
+		if !strings.Contains(m.log.String(), newFile+" has mode 0644") {
+			t.Errorf("the refusal does not name %s:\n%s", newFile, tail(m.log.String(), 2000))
+		}
+		if got := selectors(t); got != "rsa2027,ed2026" {
+			t.Errorf("after a refused reload: selectors %s, want rsa2027,ed2026", got)
+		}
+	})
+
+	t.Run("unsafe key file refuses to start", func(t *testing.T) {
+		file, _ := keygen(t, keyDir, "unsafe")
+		if err := os.Chmod(file, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		cfg := defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt)
+		cfg.Extra = strings.ReplaceAll(signing(""), rsaFile, file)
+		dir := t.TempDir()
+		_, err := startMilter(milterBin, dir, "unsafe", cfg)
+		if err == nil || !strings.Contains(err.Error(), file+" has mode 0640") {
+			t.Errorf("serve with a group-readable key: %v; want an exit naming %s", err, file)
+		}
+		p := filepath.Join(dir, "check.toml")
+		if err := writeFile(p, cfg.toml()); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(milterBin, "check-config", p).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "signing.keys[1].file") || !strings.Contains(string(out), file) {
+			t.Errorf("check-config: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("signing socket signs everything", func(t *testing.T) {
 		// The socket behind the alt port is in signing.listen (as a
 		// submission service's would be); milter.listen is another port
@@ -267,4 +342,19 @@ func dkimpy(t *testing.T, path string, keygenOutputs ...string) string {
 		verdicts = append(verdicts, f[len(f)-1])
 	}
 	return strings.Join(verdicts, " ")
+}
+
+// hup sends SIGHUP to the milter and waits for one more log line
+// containing want.
+func hup(t *testing.T, m *milterProc, want string) {
+	t.Helper()
+	before := strings.Count(m.log.String(), want)
+	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); strings.Count(m.log.String(), want) == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after SIGHUP:\n%s", want, tail(m.log.String(), 3000))
+		}
+	}
 }
