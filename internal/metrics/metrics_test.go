@@ -38,13 +38,12 @@ _dmarc.quar.test.     300 IN TXT "v=DMARC1; p=quarantine"
 // rig is the real milter server with the real service, resolver and a
 // test DNS server, observed by one *Metrics served on a loopback port.
 type rig struct {
-	t       *testing.T
-	m       *metrics.Metrics
-	milter  string // milter address
-	http    string // metrics address
-	dns     *dnstest.Server
-	ready   atomic.Bool
-	mlisten net.Listener
+	t      *testing.T
+	m      *metrics.Metrics
+	milter string // milter address
+	http   string // metrics address
+	dns    *dnstest.Server
+	ready  atomic.Bool
 }
 
 func newRig(t *testing.T) *rig {
