@@ -2,8 +2,8 @@ package config
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
