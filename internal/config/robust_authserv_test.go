@@ -3,9 +3,9 @@ package config
 import "testing"
 
 // Found by pkg/authres FuzzFormatParse: an authserv_id with a control
-// character (NUL, DEL, \x01…) or invalid UTF-8 passes Validate, but
+// character (NUL, DEL, \x01…) or invalid UTF-8 passed Validate, but
 // authres.Format writes it cleaned (as `" "` for "\x00"), so the A-R we add
-// no longer carries our id and forged fields claiming it are never
+// would not carry our id and forged fields claiming it would never be
 // recognised (RFC 8601 §5). Validate must refuse it.
 func TestAuthservIDControlCharacters(t *testing.T) {
 	for _, id := range []string{"\x00", "mx\x01.example", "mx.example\x7f", "mx\xff.example", "mx\x1b[0m"} {

@@ -20,13 +20,14 @@ func FuzzReply(f *testing.F) {
 	f.Add(550, "5.7.1", "Email rejected per DMARC policy for example.com")
 	f.Add(451, "4.7.5", "x\r\n250 2.0.0 Ok: queued as FORGED")
 	f.Add(550, "5.7.23", "100% %s %%d \x00 tail")
-	f.Fuzz(func(t *testing.T, code int, enhanced, text string) {
-		// Codes and enhanced codes come from our code, not the sender.
+	f.Fuzz(func(t *testing.T, code int, _, text string) {
+		// Codes and enhanced codes come from our code, not the sender:
+		// the fuzzed one is not used.
 		codes := map[int]string{550: "5.7.1", 451: "4.7.5"}
 		if _, ok := codes[code]; !ok {
 			code = 550
 		}
-		enhanced = codes[code]
+		enhanced := codes[code]
 		r := Reply(code, enhanced, text)
 		m := replyShape.FindStringSubmatch(r)
 		if m == nil || m[1] != m[2] {

@@ -3,10 +3,10 @@ package authres
 import "testing"
 
 // Found by FuzzFormatParse (seed testdata/fuzz/FuzzFormatParse/00da275024e3b89f):
-// a '"' inside a comment is plain ctext (RFC 5322 §3.2.2), but Parse's
-// splitOutside and words take it as the start of a quoted-string, so the
-// rest of the field (the following results) is swallowed. Format writes
-// such comments whenever a reason holds a quote (e.g. from sender data).
+// a '"' inside a comment is plain ctext (RFC 5322 §3.2.2); Parse took it
+// for the start of a quoted-string and swallowed the rest of the field
+// (the following results). Format writes such comments whenever a reason
+// holds a quote (e.g. from sender data).
 func TestParseQuoteInComment(t *testing.T) {
 	v := Format("mx", []Result{
 		{Method: "spf", Value: "fail", Reason: `sender said "hi`, Props: []Prop{{Key: "smtp.mailfrom", Value: "a@b.example"}}},

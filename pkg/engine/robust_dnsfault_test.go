@@ -425,9 +425,9 @@ func TestDNSFaults(t *testing.T) {
 
 // A reply truncated over TCP too (TC set, part of the record set), and a
 // record set over 64 KB (a server can send at most 64 KB, with TC): the
-// records are incomplete, so the answer can't be used. Today the resolver
-// uses the partial set: the SPF record missing from it gives spf=none
-// where the truth is pass (or fail): a wrong result. See ROBUSTNESS.md.
+// records are incomplete, so the answer can't be used (RFC 2181 §9). This
+// test found the resolver using the partial set: the SPF record missing
+// from it gave spf=none where the truth is pass, a wrong result.
 func TestDNSFaultsTruncatedOverTCP(t *testing.T) {
 	for _, mode := range []string{fTCPTruncated, fHuge} {
 		t.Run(mode, func(t *testing.T) {
