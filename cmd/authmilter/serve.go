@@ -254,14 +254,14 @@ func changedKeys(a, b *config.Config) []string {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			name := strings.Split(f.Tag.Get("toml"), ",")[0]
-			if name == "" || name == "-" {
+			if name == "" || name == "-" || !f.IsExported() {
 				continue
 			}
 			if prefix != "" {
 				name = prefix + "." + name
 			}
 			fx, fy := x.Field(i), y.Field(i)
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(config.Duration{}) {
+			if isSection(f.Type) {
 				walk(fx, fy, name)
 				continue
 			}
@@ -272,6 +272,20 @@ func changedKeys(a, b *config.Config) []string {
 	}
 	walk(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), "")
 	return out
+}
+
+// isSection reports whether t is a table of options (a struct with toml
+// tags), rather than one value such as config.Duration.
+func isSection(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("toml") != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // copyKey sets the option key (dotted toml name) of dst to its value in
