@@ -46,6 +46,10 @@ type Options struct {
 	// User and Password: when set, AUTH PLAIN is offered (after STARTTLS
 	// when TLS is on) and MAIL is refused without it.
 	User, Password string
+	// OnQuit, when set, runs when a client sends QUIT, before the 221
+	// reply: a test can kill the client there, after its message was
+	// accepted and before it learns that the conversation ended.
+	OnQuit func()
 }
 
 // Server is a running SMTP server. Its methods are safe for concurrent use.
@@ -289,6 +293,9 @@ func (s *Server) session(c net.Conn) {
 		case "NOOP":
 			ss.reply("250 2.0.0 ok")
 		case "QUIT":
+			if s.o.OnQuit != nil {
+				s.o.OnQuit()
+			}
 			ss.reply("221 2.0.0 bye")
 			return
 		default:
