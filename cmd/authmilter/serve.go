@@ -91,6 +91,7 @@ func engineOptions(cfg *config.Config) engine.Options {
 		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
 		MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains,
 		MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,
+		MessageBudget: cfg.DNS.MessageBudget.Duration,
 	}
 }
 
@@ -184,7 +185,7 @@ func (d *daemon) build(cfg *config.Config) (*service.Service, *resolver.Resolver
 // them logs a warning naming them, and they keep their running values
 // until the next restart.
 var restartOnly = []string{
-	"milter.listen", "milter.socket_mode", "milter.socket_group", "milter.idle_timeout",
+	"milter.listen", "milter.socket_mode", "milter.socket_group", "milter.idle_timeout", "milter.max_sessions",
 	"signing.listen",
 	"log.format",
 	"store.backend", "store.dir", "store.postgres_dsn", "store.commit", "store.write_timeout", "store.retention_days",
@@ -356,11 +357,11 @@ func cmdServe(args []string, stderr io.Writer) int {
 	d.cfg, d.res, d.current = cfg, res, service.NewCurrent(svc)
 	mode, _ := strconv.ParseUint(cfg.Milter.SocketMode, 8, 32)
 	srv := milter.NewServer(d.current, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
-		SocketMode: fs.FileMode(mode), Log: log})
+		SocketMode: fs.FileMode(mode), MaxSessions: cfg.Milter.MaxSessions, Log: log})
 	d.metrics.Sessions(srv.Sessions, srv.Refused)
 	// The signing.listen sockets: every message signed (service.SignOnly).
 	signSrv := milter.NewServer(service.SignOnly{Current: d.current}, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
-		SocketMode: fs.FileMode(mode), Log: log})
+		SocketMode: fs.FileMode(mode), MaxSessions: cfg.Milter.MaxSessions, Log: log})
 
 	var listeners []net.Listener
 	servers := map[net.Listener]*milter.Server{}

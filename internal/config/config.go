@@ -47,6 +47,7 @@ type Milter struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	MaxHeaderBytes  int      `toml:"max_header_bytes"`
 	MaxHeaders      int      `toml:"max_headers"`
+	MaxSessions     int      `toml:"max_sessions"`
 }
 
 // DNS configures the one resolver all checks share.
@@ -55,6 +56,8 @@ type DNS struct {
 	Timeout   Duration `toml:"timeout"`
 	Attempts  int      `toml:"attempts"`
 	CacheSize int      `toml:"cache_size"`
+	// MessageBudget bounds all DNS work of one message.
+	MessageBudget Duration `toml:"message_budget"`
 }
 
 // Log configures log/slog output.
@@ -128,8 +131,10 @@ func Default() *Config {
 			ShutdownTimeout: Duration{30 * time.Second},
 			MaxHeaderBytes:  1 << 20,
 			MaxHeaders:      1000,
+			MaxSessions:     500,
 		},
-		DNS:    DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000},
+		DNS: DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000,
+			MessageBudget: Duration{30 * time.Second}},
 		Log:    Log{Level: "info", Format: "text"},
 		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true},
 		SPF: SPF{Enabled: true, CheckHELO: true, Timeout: Duration{20 * time.Second},
@@ -371,6 +376,9 @@ func (c *Config) Validate() Errors {
 	if c.Milter.MaxHeaderBytes < 1024 {
 		bad("milter.max_header_bytes", "must be at least 1024")
 	}
+	if c.Milter.MaxSessions < 1 {
+		bad("milter.max_sessions", "must be at least 1")
+	}
 	if c.Milter.MaxHeaders < 10 {
 		bad("milter.max_headers", "must be at least 10")
 	}
@@ -383,6 +391,9 @@ func (c *Config) Validate() Errors {
 	}
 	if c.DNS.Timeout.Duration <= 0 {
 		bad("dns.timeout", "must be positive")
+	}
+	if c.DNS.MessageBudget.Duration < time.Second {
+		bad("dns.message_budget", "must be at least 1s")
 	}
 	if c.DNS.Attempts < 1 || c.DNS.Attempts > 10 {
 		bad("dns.attempts", "must be between 1 and 10")
