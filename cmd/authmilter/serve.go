@@ -28,8 +28,6 @@ import (
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/internal/store"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
-	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
 )
 
@@ -81,20 +79,6 @@ func newLevelLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
-// engineOptions maps the configuration onto the engine's settings.
-func engineOptions(cfg *config.Config) engine.Options {
-	return engine.Options{
-		SPF: cfg.SPF.Enabled, CheckHELO: cfg.SPF.CheckHELO, SPFTimeout: cfg.SPF.Timeout.Duration,
-		DKIM: cfg.DKIM.Enabled,
-		DKIMOptions: dkimverify.Options{MinRSABits: cfg.DKIM.MinRSABits, MaxSignatures: cfg.DKIM.MaxSignatures,
-			ClockDrift: cfg.DKIM.ClockDrift.Duration},
-		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
-		MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains,
-		MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,
-		MessageBudget: cfg.DNS.MessageBudget.Duration,
-	}
-}
-
 // newResolver builds the one resolver from the [dns] section; log (may be
 // nil) gets a debug line per query.
 func newResolver(cfg *config.Config, log *slog.Logger) (*resolver.Resolver, error) {
@@ -126,7 +110,7 @@ func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st
 		return nil, err
 	}
 	svc := &service.Service{
-		AuthservID: cfg.AuthservID, Engine: engine.New(res, engineOptions(cfg)), Policy: pol,
+		AuthservID: cfg.AuthservID, Engine: engine.New(res, service.EngineOptions(cfg)), Policy: pol,
 		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log,
 	}
 	if st != nil {

@@ -216,7 +216,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rep := evaluate(ctx, verifyEnv{authservID: cfg.AuthservID, eng: engineOptions(cfg), pol: pol,
+	rep := evaluate(ctx, verifyEnv{authservID: cfg.AuthservID, eng: service.EngineOptions(cfg), pol: pol,
 		receivedSPF: cfg.SPF.ReceivedSPFHeader}, newTrail(res), in)
 
 	if *asJSON {

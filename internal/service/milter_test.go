@@ -20,8 +20,6 @@ import (
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/pkg/authres"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
-	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
 )
 
@@ -94,13 +92,7 @@ func newHarness(t testing.TB, zone string, edit func(*config.Config)) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := engine.Options{
-		SPF: cfg.SPF.Enabled, CheckHELO: cfg.SPF.CheckHELO, SPFTimeout: cfg.SPF.Timeout.Duration,
-		DKIM: cfg.DKIM.Enabled, DKIMOptions: dkimverify.Options{MinRSABits: cfg.DKIM.MinRSABits,
-			MaxSignatures: cfg.DKIM.MaxSignatures, ClockDrift: cfg.DKIM.ClockDrift.Duration},
-		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode), MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom),
-		MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains, MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,
-	}
+	opts := service.EngineOptions(cfg)
 	svc := &service.Service{AuthservID: cfg.AuthservID, Engine: engine.New(res, opts), Policy: pol,
 		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log}
 	h.srv = milter.NewServer(svc, milter.Options{IdleTimeout: 5 * time.Second, Log: log})

@@ -27,8 +27,6 @@ import (
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
-	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
 )
 
@@ -66,15 +64,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "milterprof:", err)
 		return 1
 	}
-	eng := engine.New(res, engine.Options{
-		SPF: cfg.SPF.Enabled, CheckHELO: cfg.SPF.CheckHELO, SPFTimeout: cfg.SPF.Timeout.Duration,
-		DKIM: cfg.DKIM.Enabled,
-		DKIMOptions: dkimverify.Options{MinRSABits: cfg.DKIM.MinRSABits, MaxSignatures: cfg.DKIM.MaxSignatures,
-			ClockDrift: cfg.DKIM.ClockDrift.Duration},
-		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
-		MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains,
-		MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,
-	})
+	eng := engine.New(res, service.EngineOptions(cfg))
 	svc := &service.Service{AuthservID: cfg.AuthservID, Engine: eng, Policy: pol,
 		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log}
 	var backend milter.Backend = svc
