@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,8 @@ type outcome struct {
 	content     time.Duration // first header event to the last milter's final reply
 	eom         time.Duration // end-of-message events to their replies, summed over the milters
 	trace       []string      // what each milter did at end of message, when tracing
+	queueID     string        // the i macro
+	acked       bool          // an end-of-message reply arrived (from the last milter that got one)
 }
 
 // smtpConn is one SMTP connection as Postfix would open it: one milter
@@ -42,15 +45,18 @@ type smtpConn struct {
 	rejected *verdict // a milter refused the connection
 	vals     map[string]string
 	first    *message
-	queue    uint64
 }
+
+// queueSeq numbers messages across all connections, so that queue ids are
+// unique within a run (as Postfix's are within a host): -acked logs them.
+var queueSeq atomic.Uint64
 
 // openConn dials every milter and sends CONNECT and HELO the way Postfix
 // does: each event to every milter in turn (postfix-recipe.md §3).
-func openConn(specs []milterSpec, timeout time.Duration, mtaHost string, m *message, port uint16) (*smtpConn, error) {
+func openConn(specs []milterSpec, timeout time.Duration, mtaHost string, m *message, port uint16, drop *dropper) (*smtpConn, error) {
 	c := &smtpConn{done: make([]bool, len(specs)), first: m}
 	for _, s := range specs {
-		mc, err := dial(s.label, s.network, s.address, timeout)
+		mc, err := dial(s.label, s.network, s.address, timeout, drop)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -142,11 +148,22 @@ func (c *smtpConn) close() {
 }
 
 // quit ends the SMTP session: Postfix sends one more Abort, then Quit.
-func (c *smtpConn) quit() {
+// With a drop point still ahead (the estimate was high: messages ended
+// early, events the milter skipped) the connection is closed instead,
+// without Quit, and errDropped returned: a connection picked for a drop
+// is always dropped.
+func (c *smtpConn) quit(drop *dropper) error {
+	if drop != nil && !drop.done {
+		drop.left = 1
+	}
 	for _, m := range c.milters {
 		_ = m.abort()
 		m.quit()
 	}
+	if drop != nil && drop.done {
+		return errDropped
+	}
+	return nil
 }
 
 // send runs one message through the chain: envelope events interleaved
@@ -159,8 +176,8 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 		out.verdict = *c.rejected
 		return out, nil
 	}
-	c.queue++
-	qid := fmt.Sprintf("%011X", c.queue)
+	qid := fmt.Sprintf("%011X", queueSeq.Add(1))
+	out.queueID = qid
 	vals := c.vals
 	from := msg.mailFrom
 	vals["{mail_addr}"] = from
@@ -262,8 +279,10 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 		r, err := m.event('E', false, nil, &mods)
 		out.eom += time.Since(t)
 		if err != nil {
+			out.acked = false
 			return finish(err)
 		}
+		out.acked = true
 		if c.trace {
 			for _, mod := range mods {
 				out.trace = append(out.trace, fmt.Sprintf("%s: %c %d %s: %q", m.name, mod.code, mod.index, mod.name, mod.value))

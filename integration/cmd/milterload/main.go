@@ -6,18 +6,24 @@
 // CRLF body chunks of at most 65535 bytes, Abort after every message,
 // several messages per connection), from N concurrent sessions, and
 // reports messages per second, end-of-message latency percentiles, errors
-// and the verdict mix.
+// and the verdict mix. For soak runs it can pace itself (-rate), drop a
+// share of connections at a random packet as a vanishing client would
+// (-drop), and log the queue id of every message whose end-of-message
+// reply arrived (-acked), to be checked against the records kept.
 //
 //	go run ./integration/cmd/milterload -corpus DIR -milter unix:/run/a.sock [-milter inet:127.0.0.1:8893] -c 16 -m 10 -d 25s
+//	go run ./integration/cmd/milterload -corpus DIR -milter inet:127.0.0.1:8893 -rate 200 -drop 0.01 -acked acked.tsv -d 30m
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"slices"
@@ -47,6 +53,10 @@ type options struct {
 	timeout  time.Duration // per milter read/write
 	mtaHost  string
 	trace    io.Writer // when set, each message's replies and edits are written here
+	rate     float64   // messages per second over all sessions (0: as fast as they go)
+	drop     float64   // share of connections closed on purpose at a random packet
+	seed     uint64    // for -drop
+	acked    io.Writer // when set, "queue-id file verdict" of every acknowledged message
 }
 
 // Latency summarises a latency distribution in milliseconds.
@@ -67,6 +77,7 @@ type Report struct {
 	Messages    int64            `json:"messages"`
 	Connections int64            `json:"connections"`
 	Errors      int64            `json:"errors"`
+	Dropped     int64            `json:"dropped"` // connections closed on purpose (-drop)
 	ErrorSample []string         `json:"error_sample,omitempty"`
 	PerSecond   float64          `json:"messages_per_second"`
 	Content     Latency          `json:"latency"`     // end of DATA (first header event) to the final reply
@@ -86,6 +97,7 @@ type sessionStats struct {
 	headerEdit   int64
 	byClass      map[string]*[numVerdicts]int64
 	errors       int64
+	dropped      int64
 	conns        int64
 	errSample    []string
 }
@@ -116,10 +128,14 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	asJSON := fl.Bool("json", false, "print the report as JSON")
 	byClass := fl.Bool("classes", false, "also print the verdict mix per corpus class")
 	trace := fl.Bool("trace", false, "write every message's end-of-message edits and replies to stderr (slow; use with -n)")
+	fl.Float64Var(&o.rate, "rate", 0, "send at most this many messages per second in all (0: unpaced)")
+	fl.Float64Var(&o.drop, "drop", 0, "share of connections (0 to 1) closed on purpose just before a random packet, as by a vanishing client")
+	fl.Uint64Var(&o.seed, "seed", 0, "random seed for -drop (0: from the clock)")
+	ackedPath := fl.String("acked", "", "append \"queue-id<TAB>file<TAB>verdict\" of every message whose end-of-message reply arrived to this file")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
-	if len(milters) == 0 || *corpusDir == "" || fl.NArg() > 0 {
+	if len(milters) == 0 || *corpusDir == "" || fl.NArg() > 0 || o.drop < 0 || o.drop > 1 {
 		fmt.Fprintln(stderr, "usage: milterload -corpus DIR -milter SOCKET [-milter SOCKET] [-c N] [-m N] [-d DUR | -n N] [-warmup DUR] [-json]")
 		return 2
 	}
@@ -136,6 +152,26 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	if *trace {
 		o.trace = stderr
+	}
+	if *ackedPath != "" {
+		f, err := os.OpenFile(*ackedPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintln(stderr, "milterload:", err)
+			return 1
+		}
+		bw := bufio.NewWriterSize(f, 64<<10)
+		defer func() {
+			if err := bw.Flush(); err != nil {
+				fmt.Fprintln(stderr, "milterload:", err)
+			}
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(stderr, "milterload:", err)
+			}
+		}()
+		o.acked = bw
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
 	}
 	var err error
 	if o.corpus, err = loadCorpus(*corpusDir); err != nil {
@@ -229,12 +265,27 @@ func phase(ctx context.Context, o options, pl *plan) []*sessionStats {
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
-	var tickets atomic.Int64
+	var tickets, paced atomic.Int64
+	start := time.Now()
 	claim := func() bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		return o.count <= 0 || tickets.Add(1) <= o.count
+		if o.count > 0 && tickets.Add(1) > o.count {
+			return false
+		}
+		if o.rate > 0 {
+			// The n-th message is due n/rate seconds after the start.
+			due := start.Add(time.Duration(float64(paced.Add(1)-1) / o.rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-ctx.Done():
+					return false
+				case <-time.After(d):
+				}
+			}
+		}
+		return true
 	}
 	stats := make([]*sessionStats, o.sessions)
 	var wg sync.WaitGroup
@@ -254,7 +305,12 @@ func phase(ctx context.Context, o options, pl *plan) []*sessionStats {
 // session is one SMTP client delivering messages connection after
 // connection.
 func session(ctx context.Context, o options, pl *plan, st *sessionStats, port uint16, claim func() bool) {
+	rng := rand.New(rand.NewPCG(o.seed, uint64(port)))
 	fail := func(err error) {
+		if errors.Is(err, errDropped) {
+			st.dropped++
+			return
+		}
 		st.errors++
 		if len(st.errSample) < 3 {
 			st.errSample = append(st.errSample, err.Error())
@@ -265,7 +321,17 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 			return
 		}
 		msgs := pl.connection(o.perConn)
-		c, err := openConn(o.milters, o.timeout, o.mtaHost, msgs[0], port)
+		var drop *dropper
+		if o.drop > 0 && rng.Float64() < o.drop {
+			// Just before a packet anywhere in the connection: option
+			// negotiation to the final Quit.
+			drop = &dropper{left: 1 + rng.IntN(packetEstimate(msgs, len(o.milters)))}
+		}
+		c, err := openConn(o.milters, o.timeout, o.mtaHost, msgs[0], port, drop)
+		if errors.Is(err, errDropped) {
+			fail(err)
+			continue
+		}
 		if err != nil {
 			fail(err)
 			select { // do not spin on a dead socket
@@ -282,7 +348,12 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 				break
 			}
 			out, err := c.send(m)
-			if err != nil {
+			if out.acked && o.acked != nil {
+				ackedMu.Lock()
+				fmt.Fprintf(o.acked, "%s\t%s\t%s\n", out.queueID, m.file, verdictNames[out.verdict])
+				ackedMu.Unlock()
+			}
+			if err != nil && !(out.acked && errors.Is(err, errDropped)) {
 				fail(err)
 				ok = false
 				break
@@ -310,16 +381,35 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 			}
 			st.content = append(st.content, out.content)
 			st.eom = append(st.eom, out.eom)
+			if err != nil { // dropped after the reply: the message counts
+				fail(err)
+				ok = false
+				break
+			}
 		}
 		if ok {
-			c.quit()
+			if err := c.quit(drop); err != nil {
+				fail(err)
+			}
 		} else {
 			c.close()
 		}
 	}
 }
 
-var traceMu sync.Mutex
+var traceMu, ackedMu sync.Mutex
+
+// packetEstimate is about how many packets a connection carrying msgs
+// sends to each milter (macros and event per step, body chunks, Abort),
+// so that a drop point drawn below it falls anywhere in the connection.
+func packetEstimate(msgs []*message, milters int) int {
+	n := 1 + 4 + 2 // OPTNEG, CONNECT and HELO with their macros, Abort and Quit
+	for _, m := range msgs {
+		n += 2 * (1 + len(m.rcpts) + 1 + len(m.fields) + 1 + (len(m.body)+maxBodyChunk-1)/maxBodyChunk + 1)
+		n++ // Abort
+	}
+	return n * milters
+}
 
 func report(o options, stats []*sessionStats, elapsed time.Duration) *Report {
 	r := &Report{Sessions: o.sessions, PerConn: o.perConn, Seconds: elapsed.Seconds(), Verdicts: map[string]int64{}}
@@ -350,6 +440,7 @@ func report(o options, stats []*sessionStats, elapsed time.Duration) *Report {
 			}
 		}
 		r.Errors += st.errors
+		r.Dropped += st.dropped
 		r.Connections += st.conns
 		for _, e := range st.errSample {
 			if len(r.ErrorSample) < 5 {
@@ -382,7 +473,7 @@ func summarise(d []time.Duration) Latency {
 func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "milters      %s\n", strings.Join(r.Milters, " -> "))
 	fmt.Fprintf(w, "sessions     %d, %d messages per connection, %d connections\n", r.Sessions, r.PerConn, r.Connections)
-	fmt.Fprintf(w, "messages     %d in %.1f s = %.1f msg/s, errors %d\n", r.Messages, r.Seconds, r.PerSecond, r.Errors)
+	fmt.Fprintf(w, "messages     %d in %.1f s = %.1f msg/s, errors %d, dropped connections %d\n", r.Messages, r.Seconds, r.PerSecond, r.Errors, r.Dropped)
 	lat := func(name string, l Latency) {
 		fmt.Fprintf(w, "%-12s p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  mean %.2f ms\n", name, l.P50, l.P90, l.P99, l.Max, l.Mean)
 	}

@@ -337,3 +337,74 @@ func TestApplyHeaderMod(t *testing.T) {
 		})
 	}
 }
+
+// TestDrop: -drop closes connections on purpose at a random packet; those
+// are counted as dropped, not as errors, the milter goes on serving, and
+// -acked lists exactly the messages whose end-of-message reply arrived,
+// each with its own queue id.
+func TestDrop(t *testing.T) {
+	dir, _ := testCorpus(t)
+	corpus, err := loadCorpus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unixSock, tcpSock := startServer(t, "mx.rcpt.test")
+	for _, tc := range []struct {
+		name  string
+		drop  float64
+		socks []string
+	}{
+		{"every connection", 1, []string{tcpSock}},
+		{"every connection, chain", 1, []string{unixSock, tcpSock}},
+		{"a third", 0.33, []string{unixSock}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n, perConn = 90, 3
+			var acked bytes.Buffer
+			o := options{milters: specs(t, tc.socks...), corpus: corpus, sessions: 3, perConn: perConn, count: n,
+				timeout: 10 * time.Second, mtaHost: "mx.rcpt.test", drop: tc.drop, seed: 7, acked: &acked}
+			r, err := run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Errors != 0 {
+				t.Errorf("%d errors: %v", r.Errors, r.ErrorSample)
+			}
+			// Each connection takes 1 to perConn messages.
+			if tc.drop == 1 && r.Dropped < n/perConn {
+				t.Errorf("dropped %d connections, want every one (at least %d)", r.Dropped, n/perConn)
+			}
+			if tc.drop < 1 && (r.Dropped == 0 || r.Dropped >= r.Connections) {
+				t.Errorf("dropped %d of %d connections", r.Dropped, r.Connections)
+			}
+			if r.Messages >= n {
+				t.Errorf("%d messages of %d: nothing was cut", r.Messages, n)
+			}
+			lines := strings.Split(strings.TrimSuffix(acked.String(), "\n"), "\n")
+			if acked.Len() == 0 {
+				lines = nil
+			}
+			if int64(len(lines)) != r.Messages {
+				t.Errorf("%d acknowledged lines, %d messages", len(lines), r.Messages)
+			}
+			seen := map[string]bool{}
+			for _, l := range lines {
+				f := strings.Split(l, "\t")
+				if len(f) != 3 || len(f[0]) != 11 || !strings.HasSuffix(f[1], ".eml") || r.Verdicts[f[2]] == 0 {
+					t.Errorf("acked line %q", l)
+				}
+				if seen[f[0]] {
+					t.Errorf("queue id %s twice", f[0])
+				}
+				seen[f[0]] = true
+			}
+			// The milter is unharmed: a run without drops is clean.
+			o.drop, o.acked = 0, nil
+			r, err = run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSums(t, r, n)
+		})
+	}
+}

@@ -109,16 +109,50 @@ type mconn struct {
 
 	buf  []byte // packet being built
 	rbuf []byte // packet being read
+
+	drop *dropper // when set, may end the connection before a packet (-drop)
+}
+
+// errDropped marks a connection that milterload closed on purpose (-drop),
+// as an MTA does when its client goes away.
+var errDropped = errors.New("connection dropped on purpose")
+
+// dropper closes an SMTP connection's milter connections just before its
+// n-th packet: everything before it is written, nothing after.
+type dropper struct {
+	left  int
+	conns []*mconn
+	done  bool
+}
+
+// before counts one packet; true means the connection is now closed.
+func (d *dropper) before() bool {
+	if d.done {
+		return true
+	}
+	if d.left--; d.left > 0 {
+		return false
+	}
+	d.done = true
+	for _, m := range d.conns {
+		_ = m.bw.Flush()
+		m.c.Close()
+	}
+	return true
 }
 
 // dial connects to a milter and negotiates options.
-func dial(name, network, addr string, timeout time.Duration) (*mconn, error) {
+// A non-nil drop may close it on purpose, from the first packet on.
+func dial(name, network, addr string, timeout time.Duration, drop *dropper) (*mconn, error) {
 	c, err := net.DialTimeout(network, addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	m := &mconn{name: name, c: c, br: bufio.NewReaderSize(c, 8192), bw: bufio.NewWriterSize(c, 8192),
-		timeout: timeout, macros: defaultMacros}
+		timeout: timeout, macros: defaultMacros, drop: drop}
+	if drop != nil {
+		drop.conns = append(drop.conns, m)
+	}
 	if err := m.negotiate(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: negotiate: %w", name, err)
@@ -201,12 +235,18 @@ func appendCString(p []byte, s string) []byte {
 
 // send writes the packet in m.buf (buffered; flushed before any read).
 func (m *mconn) send() error {
+	if m.drop != nil && m.drop.before() {
+		return errDropped
+	}
 	binary.BigEndian.PutUint32(m.buf, uint32(len(m.buf)-4))
 	_, err := m.bw.Write(m.buf)
 	return err
 }
 
 func (m *mconn) flush() error {
+	if m.drop != nil && m.drop.done {
+		return errDropped
+	}
 	if m.bw.Buffered() == 0 {
 		return nil
 	}
