@@ -45,6 +45,7 @@ type smtpConn struct {
 	rejected *verdict // a milter refused the connection
 	vals     map[string]string
 	first    *message
+	qidPre   string // queue id prefix (-qid-prefix)
 }
 
 // queueSeq numbers messages across all connections, so that queue ids are
@@ -176,7 +177,7 @@ func (c *smtpConn) send(msg *message) (outcome, error) {
 		out.verdict = *c.rejected
 		return out, nil
 	}
-	qid := fmt.Sprintf("%011X", queueSeq.Add(1))
+	qid := fmt.Sprintf("%s%011X", c.qidPre, queueSeq.Add(1))
 	out.queueID = qid
 	vals := c.vals
 	from := msg.mailFrom

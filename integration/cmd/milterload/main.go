@@ -57,6 +57,7 @@ type options struct {
 	drop     float64   // share of connections closed on purpose at a random packet
 	seed     uint64    // for -drop
 	acked    io.Writer // when set, "queue-id file verdict" of every acknowledged message
+	qidPre   string    // queue id prefix, to keep ids of several runs apart
 }
 
 // Latency summarises a latency distribution in milliseconds.
@@ -131,6 +132,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fl.Float64Var(&o.rate, "rate", 0, "send at most this many messages per second in all (0: unpaced)")
 	fl.Float64Var(&o.drop, "drop", 0, "share of connections (0 to 1) closed on purpose just before a random packet, as by a vanishing client")
 	fl.Uint64Var(&o.seed, "seed", 0, "random seed for -drop (0: from the clock)")
+	fl.StringVar(&o.qidPre, "qid-prefix", "", "prefix of the queue ids (i macro), e.g. to tell several runs' records apart")
 	ackedPath := fl.String("acked", "", "append \"queue-id<TAB>file<TAB>verdict\" of every message whose end-of-message reply arrived to this file")
 	if err := fl.Parse(args); err != nil {
 		return 2
@@ -342,6 +344,7 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 		}
 		st.conns++
 		c.trace = o.trace != nil
+		c.qidPre = o.qidPre
 		ok := true
 		for k, m := range msgs {
 			if k > 0 && !claim() {
