@@ -88,18 +88,29 @@ TOML
 daemon=$!
 pids+=($daemon)
 started=$(date +%s)
+# get PATH: the body of a 200 answer from the metrics endpoint (bash's
+# /dev/tcp, no curl needed).
+get() {
+	local reply
+	exec 3<> "/dev/tcp/127.0.0.1/$metrics_port" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
+	reply=$(cat <&3)
+	exec 3<&-
+	case "$reply" in "HTTP/1."?" 200 "*) ;; *) return 1 ;; esac
+	printf '%s\n' "${reply#*$'\r\n\r\n'}"
+}
 for _ in $(seq 100); do
-	curl -fsS "http://127.0.0.1:$metrics_port/readyz" > /dev/null 2>&1 && break
+	get /readyz > /dev/null 2>&1 && break
 	sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$metrics_port/readyz" > /dev/null
+get /readyz > /dev/null
 
 printf '# time\tseconds\tphase\trss_kib\tgoroutines\tfds\n' > "$OUT/samples.tsv"
 sample() {
 	local rss gor fds
 	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$daemon/status")
 	fds=$(find "/proc/$daemon/fd" -mindepth 1 -maxdepth 1 | wc -l)
-	gor=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics" | awk '$1 == "go_goroutines" {print $2}')
+	gor=$(get /metrics | awk '$1 == "go_goroutines" {print $2}')
 	printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" $(($(date +%s) - started)) "$1" "$rss" "$gor" "$fds" | tee -a "$OUT/samples.tsv" >&2
 }
 sample idle-start
