@@ -155,7 +155,7 @@ func (c *smtpConn) close() {
 // is always dropped.
 func (c *smtpConn) quit(drop *dropper) error {
 	if drop != nil && !drop.done {
-		drop.left = 1
+		drop.left, drop.after = 1, false
 	}
 	for _, m := range c.milters {
 		_ = m.abort()

@@ -130,7 +130,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	byClass := fl.Bool("classes", false, "also print the verdict mix per corpus class")
 	trace := fl.Bool("trace", false, "write every message's end-of-message edits and replies to stderr (slow; use with -n)")
 	fl.Float64Var(&o.rate, "rate", 0, "send at most this many messages per second in all (0: unpaced)")
-	fl.Float64Var(&o.drop, "drop", 0, "share of connections (0 to 1) closed on purpose just before a random packet, as by a vanishing client")
+	fl.Float64Var(&o.drop, "drop", 0, "share of connections (0 to 1) closed on purpose just before or after a random packet, as by a vanishing client")
 	fl.Uint64Var(&o.seed, "seed", 0, "random seed for -drop (0: from the clock)")
 	fl.StringVar(&o.qidPre, "qid-prefix", "", "prefix of the queue ids (i macro), e.g. to tell several runs' records apart")
 	ackedPath := fl.String("acked", "", "append \"queue-id<TAB>file<TAB>verdict\" of every message whose end-of-message reply arrived to this file")
@@ -325,9 +325,9 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 		msgs := pl.connection(o.perConn)
 		var drop *dropper
 		if o.drop > 0 && rng.Float64() < o.drop {
-			// Just before a packet anywhere in the connection: option
-			// negotiation to the final Quit.
-			drop = &dropper{left: 1 + rng.IntN(packetEstimate(msgs, len(o.milters)))}
+			// Just before or just after a packet anywhere in the
+			// connection: option negotiation to the final Quit.
+			drop = &dropper{left: 1 + rng.IntN(packetEstimate(msgs, len(o.milters))), after: rng.IntN(2) == 0}
 		}
 		c, err := openConn(o.milters, o.timeout, o.mtaHost, msgs[0], port, drop)
 		if errors.Is(err, errDropped) {

@@ -117,28 +117,40 @@ type mconn struct {
 // as an MTA does when its client goes away.
 var errDropped = errors.New("connection dropped on purpose")
 
-// dropper closes an SMTP connection's milter connections just before its
-// n-th packet: everything before it is written, nothing after.
+// dropper closes an SMTP connection's milter connections at its n-th
+// packet: just before it (everything before it written, nothing after) or,
+// with after set, just after it is written, without waiting for the reply
+// (a client gone while the milter works on the event, end of message
+// included).
 type dropper struct {
 	left  int
+	after bool
 	conns []*mconn
 	done  bool
 }
 
-// before counts one packet; true means the connection is now closed.
-func (d *dropper) before() bool {
+// next counts one packet about to be written: drop says the connection is
+// closed (or must be once the packet is written, when write is also true).
+func (d *dropper) next() (drop, write bool) {
 	if d.done {
-		return true
+		return true, false
 	}
 	if d.left--; d.left > 0 {
-		return false
+		return false, false
 	}
 	d.done = true
+	if d.after {
+		return true, true
+	}
+	d.closeAll()
+	return true, false
+}
+
+func (d *dropper) closeAll() {
 	for _, m := range d.conns {
 		_ = m.bw.Flush()
 		m.c.Close()
 	}
-	return true
 }
 
 // dial connects to a milter and negotiates options.
@@ -235,11 +247,19 @@ func appendCString(p []byte, s string) []byte {
 
 // send writes the packet in m.buf (buffered; flushed before any read).
 func (m *mconn) send() error {
-	if m.drop != nil && m.drop.before() {
+	drop, write := false, true
+	if m.drop != nil {
+		drop, write = m.drop.next()
+	}
+	if !write {
 		return errDropped
 	}
 	binary.BigEndian.PutUint32(m.buf, uint32(len(m.buf)-4))
 	_, err := m.bw.Write(m.buf)
+	if drop {
+		m.drop.closeAll()
+		return errDropped
+	}
 	return err
 }
 
