@@ -11,12 +11,11 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	gomilter "github.com/emersion/go-milter"
 
 	"github.com/authmilter/authmilter/internal/config"
 )
@@ -58,8 +57,8 @@ type Server struct {
 	baseCtx context.Context
 
 	mu       sync.Mutex
-	servers  []*gomilter.Server
-	conns    map[*trackedConn]struct{}
+	lns      []net.Listener
+	conns    map[*conn]struct{}
 	closing  bool
 	wg       sync.WaitGroup
 	sessions atomic.Int64
@@ -81,7 +80,7 @@ func NewServer(backend Backend, opts Options) *Server {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
 	}
-	return &Server{backend: backend, opts: opts, log: opts.Log, conns: map[*trackedConn]struct{}{},
+	return &Server{backend: backend, opts: opts, log: opts.Log, conns: map[*conn]struct{}{},
 		baseCtx: context.Background()}
 }
 
@@ -123,45 +122,94 @@ func Listen(s config.Socket, mode fs.FileMode, group string) (net.Listener, erro
 	return ln, nil
 }
 
-// Serve accepts milter connections on ln until Shutdown. It returns nil
-// after a Shutdown.
+// Serve accepts milter connections on ln until Shutdown, each served by
+// its own goroutine. It returns nil after a Shutdown.
 func (srv *Server) Serve(ln net.Listener) error {
-	tl := &trackingListener{Listener: ln, srv: srv}
-	gs := &gomilter.Server{
-		NewMilter: func() gomilter.Milter {
-			// Serve calls NewMilter right after Accept, in the same
-			// goroutine, so the connection just accepted is ours.
-			c := tl.pending.Swap(nil)
-			s := &session{backend: srv.backend, log: srv.log, conn: c, baseCtx: srv.baseCtx}
-			if c != nil {
-				// A connection that dies mid-message (the MTA went
-				// away, the idle timeout, a forced shutdown) releases
-				// the message's lookups and DKIM goroutine.
-				c.onClose = s.closed
-			}
-			return s
-		},
-		Actions: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-		// Values arrive byte-exact, with their leading space (NOTES.md
-		// trap 5): DKIM c=simple needs it.
-		Protocol: gomilter.OptHeaderLeadingSpace,
-	}
 	srv.mu.Lock()
 	if srv.closing {
 		srv.mu.Unlock()
 		ln.Close()
 		return nil
 	}
-	srv.servers = append(srv.servers, gs)
+	srv.lns = append(srv.lns, ln)
 	srv.mu.Unlock()
-	err := gs.Serve(tl)
-	srv.mu.Lock()
-	closing := srv.closing
-	srv.mu.Unlock()
-	if closing {
-		return nil
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if srv.isClosing() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// EMFILE, ECONNABORTED…: back off and go on, as net/http
+			// does, rather than stop serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			srv.log.Warn("accept failed, retrying", "err", err.Error(), "delay", delay.String())
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		srv.accepted(nc)
 	}
-	return err
+}
+
+func (srv *Server) isClosing() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.closing
+}
+
+// accepted registers a new connection and starts serving it, or refusing
+// it beyond MaxSessions.
+func (srv *Server) accepted(nc net.Conn) {
+	c := &conn{Conn: nc, srv: srv}
+	var s *session
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		nc.Close()
+		return
+	}
+	full := srv.sessions.Load() >= int64(srv.opts.MaxSessions)
+	if full {
+		c.refusing = true
+		srv.refusing.Add(1)
+	} else {
+		// A connection that dies mid-message (the MTA went away, the
+		// idle timeout, a forced shutdown) releases the message's
+		// lookups and DKIM goroutine.
+		s = newSession(srv, c)
+		c.onClose = s.closed
+		srv.sessions.Add(1)
+	}
+	srv.conns[c] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	if full {
+		srv.refused.Add(1)
+		// Refusing costs a goroutine for at most refuseTimeout; when
+		// even the refusals pile up, just close.
+		if srv.refusing.Load() > int64(srv.opts.MaxSessions) {
+			c.Close()
+			return
+		}
+		go refuse(c)
+		return
+	}
+	go srv.serveConn(c, s)
+}
+
+// serveConn serves one connection; a panic ends only this connection.
+func (srv *Server) serveConn(c *conn, s *session) {
+	defer c.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			srv.log.Error("internal error, milter connection closed", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	s.serve()
 }
 
 // Sessions returns the number of open milter connections.
@@ -176,14 +224,14 @@ func (srv *Server) Refused() int64 { return srv.refused.Load() }
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.mu.Lock()
 	srv.closing = true
-	for _, gs := range srv.servers {
-		gs.Close()
+	for _, ln := range srv.lns {
+		ln.Close()
 	}
 	srv.mu.Unlock()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var idle []*trackedConn
+		var idle []*conn
 		srv.mu.Lock()
 		n := 0
 		for c := range srv.conns {
@@ -204,7 +252,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			srv.mu.Lock()
-			rest := make([]*trackedConn, 0, len(srv.conns))
+			rest := make([]*conn, 0, len(srv.conns))
 			for c := range srv.conns {
 				rest = append(rest, c)
 			}
@@ -219,71 +267,11 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// trackingListener wraps accepted connections with deadlines and tracking.
-type trackingListener struct {
-	net.Listener
-	srv     *Server
-	pending atomic.Pointer[trackedConn]
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	var delay time.Duration
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			l.srv.mu.Lock()
-			closing := l.srv.closing
-			l.srv.mu.Unlock()
-			if closing || errors.Is(err, net.ErrClosed) {
-				return nil, err
-			}
-			// EMFILE, ECONNABORTED…: go-milter's Serve would return on
-			// any error and the daemon would stop serving. Back off and
-			// go on, as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			l.srv.log.Warn("accept failed, retrying", "err", err.Error(), "delay", delay.String())
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		tc := &trackedConn{Conn: c, srv: l.srv}
-		l.srv.mu.Lock()
-		if l.srv.closing {
-			l.srv.mu.Unlock()
-			c.Close()
-			return nil, net.ErrClosed
-		}
-		full := l.srv.sessions.Load() >= int64(l.srv.opts.MaxSessions)
-		l.srv.conns[tc] = struct{}{}
-		l.srv.wg.Add(1)
-		if full {
-			tc.refusing = true
-			l.srv.refusing.Add(1)
-		} else {
-			l.srv.sessions.Add(1)
-		}
-		l.srv.mu.Unlock()
-		if full {
-			l.srv.refused.Add(1)
-			// Refusing costs a goroutine for at most refuseTimeout; when
-			// even the refusals pile up, just close.
-			if l.srv.refusing.Load() > int64(l.srv.opts.MaxSessions) {
-				tc.Close()
-				continue
-			}
-			go refuse(tc)
-			continue
-		}
-		l.pending.Store(tc)
-		return tc, nil
-	}
-}
-
-// refuse answers a connection beyond MaxSessions without go-milter: option
-// negotiation as go-milter does it, then 't' (tempfail) to every command
+// refuse answers a connection beyond MaxSessions: option negotiation as
+// protocol version 2 with nothing asked for, then 't' (tempfail) to every command
 // that expects a reply, until the MTA quits or refuseTimeout. Postfix then
 // defers the SMTP session with a 4xx.
-func refuse(c *trackedConn) {
+func refuse(c *conn) {
 	defer c.Close()
 	c.srv.log.Warn("too many milter sessions, answering tempfail", "max_sessions", c.srv.opts.MaxSessions)
 	if err := c.Conn.SetDeadline(time.Now().Add(refuseTimeout)); err != nil {
@@ -324,80 +312,18 @@ func refuse(c *trackedConn) {
 	}
 }
 
-// trackedConn sets read deadlines (go-milter sets none) and tells the
-// server when it is closed. It follows the packet framing (4-byte length,
-// then that many bytes): a connection may wait IdleTimeout for the first
-// byte of a packet, and then has IdleTimeout for the rest of it, so a
-// client trickling a byte at a time (slowloris) cannot hold it for longer.
-type trackedConn struct {
+// conn is one accepted milter connection; the server tracks it for
+// Shutdown.
+type conn struct {
 	net.Conn
 	srv      *Server
-	state    atomic.Int32
+	state    atomic.Int32 // a connState
 	closed   atomic.Bool
 	refusing bool   // answered by refuse, not counted in sessions
 	onClose  func() // set before the connection is served
-
-	// Framing, touched only by the one goroutine that reads.
-	hdr  [4]byte
-	hdrN int    // bytes of the length prefix read so far
-	left uint32 // bytes of the packet body still to come
 }
 
-func (c *trackedConn) Read(b []byte) (int, error) {
-	boundary := c.hdrN == 0 && c.left == 0
-	if boundary {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout)); err != nil {
-			return 0, err
-		}
-	}
-	n, err := c.Conn.Read(b)
-	c.advance(b[:n])
-	if boundary && n > 0 && (c.hdrN != 0 || c.left != 0) {
-		// A packet has begun: the rest of it gets IdleTimeout from now.
-		if derr := c.Conn.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout)); derr != nil && err == nil {
-			err = derr
-		}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.srv.log.Info("closing silent milter connection", "idle", c.srv.opts.IdleTimeout.String(),
-			"mid_packet", c.hdrN != 0 || c.left != 0)
-	}
-	return n, err
-}
-
-// advance follows the framing over p, the bytes just read.
-func (c *trackedConn) advance(p []byte) {
-	for len(p) > 0 {
-		if c.left > 0 {
-			k := uint32(len(p))
-			if k > c.left {
-				k = c.left
-			}
-			c.left -= k
-			p = p[k:]
-			continue
-		}
-		c.hdr[c.hdrN] = p[0]
-		c.hdrN++
-		p = p[1:]
-		if c.hdrN == 4 {
-			c.hdrN, c.left = 0, binary.BigEndian.Uint32(c.hdr[:])
-		}
-	}
-}
-
-func (c *trackedConn) Write(b []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.IdleTimeout)); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Write(b)
-	// After the end-of-message reply went out, the message is done.
-	c.state.CompareAndSwap(int32(stateEOMReply), int32(stateIdle))
-	return n, err
-}
-
-func (c *trackedConn) Close() error {
+func (c *conn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
 		c.srv.mu.Lock()

@@ -1,27 +1,31 @@
-// Package milter is the milter protocol adapter: it speaks to the MTA through
-// github.com/emersion/go-milter, turns the callbacks of one SMTP connection
-// into calls on a Backend, and applies the Verdict the backend returns. It
-// knows nothing of SPF, DKIM or DMARC.
+// Package milter is the milter protocol adapter: it serves the milter
+// protocol (version 6, as Sendmail's libmilter and Postfix's milter8.c speak
+// it) to the MTA, turns the events of one SMTP connection into calls on a
+// Backend, and applies the Verdict the backend returns. It knows nothing of
+// SPF, DKIM or DMARC.
 //
-// The go-milter v0.5.0 traps it works around are listed in NOTES.md: every
-// reply is RespContinue or a custom 'y' reply (any other response makes the
-// library drop the connection state), Abort only resets the message, macros
-// are copied at the stage they arrive, and header edits happen only at end
-// of message.
+// One goroutine serves one connection with one buffered reader, one
+// buffered writer and one reused packet buffer. Option negotiation asks the
+// MTA not to wait for a reply before end of message (the SMFIP_NR_* flags),
+// so a message costs the MTA one round trip; Abort resets only the message,
+// macros are copied at the stage they arrive, and header edits are sent at
+// end of message.
 package milter
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"net/textproto"
+	"os"
 	"runtime/debug"
-	"sync/atomic"
+	"strings"
+	"sync"
 	"time"
-
-	gomilter "github.com/emersion/go-milter"
 )
 
 // Envelope is what the SMTP conversation said before the content.
@@ -45,6 +49,8 @@ type Message interface {
 	Recipient(addr string)
 	Header(name, value string)
 	EndOfHeaders()
+	// Body gets the next chunk of the body; chunk is valid only during
+	// the call (the connection's buffer is reused).
 	Body(chunk []byte)
 	// End returns the header edits and the reply. ctx bounds the wait.
 	End(ctx context.Context, queueID string) Verdict
@@ -82,56 +88,319 @@ type HeaderField struct {
 // stays below Postfix's milter_content_timeout (300 s).
 const EndTimeout = 120 * time.Second
 
-// session implements go-milter's Milter for one MTA connection. Connection
-// data survives from message to message; message data is reset by Abort.
+// session serves one MTA connection. Connection data survives from
+// message to message; message data is reset by Abort.
 type session struct {
 	backend Backend
 	log     *slog.Logger
-	conn    *trackedConn // nil only if the library made us without a connection
+	conn    *conn
 	baseCtx context.Context
+	idle    time.Duration
+
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	hdr [4]byte
+	buf []byte // the packet being handled, reused
+	out []byte // the reply being built, reused
+
+	// Negotiated by OPTNEG. Before it, every event gets a reply and every
+	// action is tried, as a version 2 MTA expects.
+	actions  uint32
+	protocol uint32
 
 	clientIP   netip.Addr
 	clientHost string
-	mtaHost    string
+	mtaHost    string // the j macro of the connect stage
 	helo       string
+	authUser   string // {auth_authen} of the MAIL stage, used by the next MAIL only
 
 	msg     Message
 	queueID string
+
 	// live is msg for the connection's close hook, which may run on
 	// another goroutine (a forced shutdown).
-	live atomic.Pointer[msgBox]
+	liveMu sync.Mutex
+	live   Message
 }
 
-type msgBox struct{ m Message }
-
-// setMsg makes m the message in flight (nil: none).
-func (s *session) setMsg(m Message) {
-	s.msg = m
-	if m == nil {
-		s.live.Store(nil)
-	} else {
-		s.live.Store(&msgBox{m})
+func newSession(srv *Server, c *conn) *session {
+	return &session{
+		backend: srv.backend, log: srv.log, conn: c, baseCtx: srv.baseCtx, idle: srv.opts.IdleTimeout,
+		br: bufio.NewReaderSize(c.Conn, 8<<10), bw: bufio.NewWriterSize(c.Conn, 4<<10),
+		actions: wantActions,
 	}
+}
+
+// serve handles packets until the MTA quits or the connection fails.
+func (s *session) serve() {
+	for {
+		code, data, err := s.readPacket()
+		if err != nil {
+			s.readError(err)
+			return
+		}
+		quit, err := s.handle(code, data)
+		if err == nil && s.bw.Buffered() > 0 {
+			err = s.flush()
+		}
+		s.conn.state.CompareAndSwap(int32(stateEOMReply), int32(stateIdle))
+		if cap(s.buf) > keepBuf {
+			s.buf = nil
+		}
+		if err != nil {
+			if errors.Is(err, errProtocol) {
+				s.log.Warn("closing milter connection", "err", err.Error())
+			} else {
+				s.log.Debug("milter connection failed", "err", err.Error())
+			}
+			return
+		}
+		if quit {
+			return
+		}
+	}
+}
+
+// readPacket reads the next packet; data is valid until the next call. A
+// connection may wait IdleTimeout for a packet to begin, and then has
+// IdleTimeout for the rest of it, so a client trickling a byte at a time
+// (slowloris) cannot hold it for longer. Deadlines are set only when a
+// read will block, not for packets already buffered.
+func (s *session) readPacket() (byte, []byte, error) {
+	if s.br.Buffered() < len(s.hdr) {
+		if err := s.conn.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
+			return 0, nil, err
+		}
+	}
+	if _, err := io.ReadFull(s.br, s.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(s.hdr[:])
+	if n == 0 || n > maxPacket {
+		return 0, nil, fmt.Errorf("%w: packet length %d", errProtocol, n)
+	}
+	if s.br.Buffered() < int(n) {
+		if err := s.conn.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
+			return 0, nil, err
+		}
+	}
+	if cap(s.buf) < int(n) {
+		s.buf = make([]byte, max(int(n), 64<<10))
+	}
+	p := s.buf[:n]
+	if _, err := io.ReadFull(s.br, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return p[0], p[1:], nil
+}
+
+func (s *session) readError(err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+		// The MTA closed between packets.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Info("closing silent milter connection", "idle", s.idle.String())
+	case errors.Is(err, errProtocol):
+		s.log.Warn("closing milter connection", "err", err.Error())
+	default:
+		s.log.Debug("milter connection ended", "err", err.Error())
+	}
+}
+
+func (s *session) flush() error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.idle)); err != nil {
+		return err
+	}
+	return s.bw.Flush()
+}
+
+// handle acts on one packet. Replies are buffered; serve flushes them.
+func (s *session) handle(code byte, data []byte) (quit bool, err error) {
+	switch code {
+	case cmdOptNeg:
+		return false, s.optneg(data)
+	case cmdMacro:
+		s.macros(data)
+	case cmdConnect:
+		if err := s.connect(data); err != nil {
+			return false, err
+		}
+		s.reply(pNRConn)
+	case cmdHelo:
+		h, _ := cutString(data)
+		if string(h) != s.helo {
+			s.helo = string(h)
+		}
+		s.reply(pNRHelo)
+	case cmdMail:
+		s.mail(data)
+		s.reply(pNRMail)
+	case cmdRcpt:
+		s.rcpt(data)
+		s.reply(pNRRcpt)
+	case cmdHeader:
+		s.header(data)
+		s.reply(pNRHdr)
+	case cmdEOH:
+		s.endOfHeaders()
+		s.reply(pNREOH)
+	case cmdBody:
+		s.body(data)
+		s.reply(pNRBody)
+	case cmdEOB:
+		s.endOfMessage(data)
+	case cmdAbort:
+		s.abort()
+	case cmdData:
+		s.reply(pNRData)
+	case cmdUnknown:
+		s.reply(pNRUnknown)
+	case cmdQuit:
+		return true, nil
+	case cmdQuitNC:
+		// The MTA ends this SMTP session and starts another one on the
+		// same connection, with a new OPTNEG: forget everything.
+		s.abort()
+		s.clientIP, s.clientHost, s.mtaHost, s.helo = netip.Addr{}, "", "", ""
+	default:
+		return false, fmt.Errorf("%w: unknown command %q", errProtocol, code)
+	}
+	return false, nil
+}
+
+// reply sends "continue" unless the MTA agreed not to wait for it (nr).
+func (s *session) reply(nr uint32) {
+	if s.protocol&nr == 0 {
+		s.bw.Write([]byte{0, 0, 0, 1, repContinue}) //nolint:errcheck // a write error shows at Flush
+	}
+}
+
+// optneg answers option negotiation: version 6 or the MTA's lower one,
+// and of the actions and protocol flags we want those the MTA offers.
+func (s *session) optneg(data []byte) error {
+	if len(data) < 12 {
+		return fmt.Errorf("%w: OPTNEG of %d bytes", errProtocol, len(data))
+	}
+	version := min(binary.BigEndian.Uint32(data), protoVersion)
+	s.actions = binary.BigEndian.Uint32(data[4:]) & wantActions
+	s.protocol = binary.BigEndian.Uint32(data[8:]) & wantProtocol
+	if version < 6 {
+		// The NR flags and leading space came with version 6.
+		s.protocol &^= pNRHdr | pNRConn | pNRHelo | pNRMail | pNRRcpt | pNRData | pNRUnknown | pNREOH | pNRBody | pLeadSpace
+	}
+	if s.log.Enabled(s.baseCtx, slog.LevelDebug) {
+		s.log.Debug("milter options negotiated", "version", version,
+			"actions", fmt.Sprintf("%#x", s.actions), "protocol", fmt.Sprintf("%#x", s.protocol))
+	}
+	p, at := startPacket(s.out[:0], cmdOptNeg)
+	p = binary.BigEndian.AppendUint32(p, version)
+	p = binary.BigEndian.AppendUint32(p, s.actions)
+	p = binary.BigEndian.AppendUint32(p, s.protocol)
+	s.out = endPacket(p, at)
+	_, err := s.bw.Write(s.out)
+	return err
+}
+
+// macros keeps, of a macro packet, what the session needs: j at connect,
+// {auth_authen} at MAIL, the queue id i from the headers on (Postfix
+// creates the queue file after the first RCPT; recipe §2.2). A string is
+// allocated only when a value changes.
+func (s *session) macros(data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	stage, rest := data[0], data[1:]
+	j, auth := false, false
+	for len(rest) > 0 {
+		var name, val []byte
+		name, rest = cutString(rest)
+		val, rest = cutString(rest)
+		switch stage {
+		case cmdConnect:
+			if string(name) == "j" {
+				j = true
+				if string(val) != s.mtaHost {
+					s.mtaHost = string(val)
+				}
+			}
+		case cmdMail:
+			if string(name) == "{auth_authen}" || string(name) == "auth_authen" {
+				auth = true
+				if string(val) != s.authUser {
+					s.authUser = string(val)
+				}
+			}
+		case cmdHeader, cmdEOH, cmdBody, cmdEOB:
+			if string(name) == "i" && len(val) > 0 && string(val) != s.queueID {
+				s.queueID = string(val)
+			}
+		}
+	}
+	if stage == cmdConnect && !j {
+		s.mtaHost = ""
+	}
+	if stage == cmdMail && !auth {
+		s.authUser = ""
+	}
+}
+
+// connect reads SMFIC_CONNECT: host name, family, and for '4' and '6' the
+// port and address. A new client: any message in flight is dropped.
+func (s *session) connect(data []byte) error {
+	host, rest := cutString(data)
+	if len(rest) < 1 {
+		return fmt.Errorf("%w: CONNECT without a protocol family", errProtocol)
+	}
+	s.abort()
+	family, rest := rest[0], rest[1:]
+	if string(host) != s.clientHost {
+		s.clientHost = string(host)
+	}
+	s.clientIP = netip.Addr{}
+	s.helo = ""
+	if family == '4' || family == '6' {
+		if len(rest) < 2 {
+			return fmt.Errorf("%w: CONNECT without a port", errProtocol)
+		}
+		addr, _ := cutString(rest[2:])
+		a := string(addr)
+		if len(a) > 5 && strings.EqualFold(a[:5], "IPv6:") { // Sendmail's form
+			a = a[5:]
+		}
+		if ip, err := netip.ParseAddr(a); err == nil {
+			s.clientIP = ip.Unmap().WithZone("")
+		}
+	}
+	return nil
+}
+
+func (s *session) setLive(m Message) {
+	s.liveMu.Lock()
+	s.live = m
+	s.liveMu.Unlock()
 }
 
 // closed runs when the connection is closed: a message still in flight is
 // aborted, so its background lookups and DKIM goroutine end.
 func (s *session) closed() {
-	if b := s.live.Swap(nil); b != nil {
+	s.liveMu.Lock()
+	m := s.live
+	s.live = nil
+	s.liveMu.Unlock()
+	if m != nil {
 		defer func() {
 			if v := recover(); v != nil {
 				s.log.Error("internal error aborting a message", "panic", fmt.Sprint(v))
 			}
 		}()
-		b.m.Abort()
+		m.Abort()
 	}
 }
 
-func (s *session) setState(st connState) {
-	if s.conn != nil {
-		s.conn.state.Store(int32(st))
-	}
-}
+func (s *session) setState(st connState) { s.conn.state.Store(int32(st)) }
 
 // guard turns a panic in the backend into a log line and an unchecked
 // message: the MTA goes on, the connection stays up.
@@ -143,144 +412,161 @@ func (s *session) guard(stage string) {
 	}
 }
 
-func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.clientHost = host
-	if a, ok := netip.AddrFromSlice(addr); ok {
-		s.clientIP = a.Unmap()
-	}
-	s.mtaHost = m.Macros["j"]
-	return gomilter.RespContinue, nil
+// address is the first argument of MAIL or RCPT without its angle
+// brackets; ESMTP parameters are ignored.
+func address(data []byte) string {
+	a, _ := cutString(data)
+	return strings.Trim(string(a), "<>")
 }
 
-func (s *session) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.helo = name
-	return gomilter.RespContinue, nil
-}
-
-func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
+func (s *session) mail(data []byte) {
 	defer s.guard("mail")
 	s.abortMessage() // a MAIL without the Abort of the previous message
 	env := Envelope{
 		ClientIP: s.clientIP, ClientHost: s.clientHost, HELO: s.helo,
-		MailFrom: from, AuthUser: m.Macros["{auth_authen}"], MTAHost: s.mtaHost,
+		MailFrom: address(data), AuthUser: s.authUser, MTAHost: s.mtaHost,
 	}
-	s.setMsg(s.backend.Begin(s.baseCtx, env))
-	if s.msg != nil {
+	s.authUser = "" // belongs to this MAIL only
+	m := s.backend.Begin(s.baseCtx, env)
+	s.msg = m
+	if m != nil {
+		s.setLive(m)
 		s.setState(stateMessage)
 	}
-	return gomilter.RespContinue, nil
 }
 
-func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, error) {
+func (s *session) rcpt(data []byte) {
 	defer s.guard("rcpt")
 	if s.msg != nil {
-		s.msg.Recipient(rcpt)
+		s.msg.Recipient(address(data))
 	}
-	return gomilter.RespContinue, nil
 }
 
-func (s *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
+// header passes one field on; with SMFIP_HDR_LEADSPC the value is byte-exact,
+// folds as bare LF (recipe §2.5). A value missing its NUL is taken as is.
+func (s *session) header(data []byte) {
 	defer s.guard("header")
-	if id := m.Macros["i"]; id != "" {
-		s.queueID = id
-	}
 	if s.msg != nil {
-		s.msg.Header(name, value)
+		name, rest := cutString(data)
+		value, _ := cutString(rest)
+		s.msg.Header(string(name), string(value))
 	}
-	return gomilter.RespContinue, nil
 }
 
-func (s *session) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {
+func (s *session) endOfHeaders() {
 	defer s.guard("eoh")
-	if id := m.Macros["i"]; id != "" {
-		s.queueID = id
-	}
 	if s.msg != nil {
 		s.msg.EndOfHeaders()
 	}
-	return gomilter.RespContinue, nil
 }
 
-func (s *session) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+func (s *session) body(chunk []byte) {
 	defer s.guard("body")
-	if s.msg != nil {
+	if s.msg != nil && len(chunk) > 0 {
 		s.msg.Body(chunk)
 	}
-	return gomilter.RespContinue, nil
 }
 
-// Body is the end of the message: every edit and the reply happen here.
-func (s *session) Body(m *gomilter.Modifier) (resp gomilter.Response, err error) {
-	resp = gomilter.RespContinue
-	msg := s.msg
-	s.msg = nil
-	if msg == nil {
-		return resp, nil
+// endOfMessage asks the backend for the verdict and sends it: header
+// edits, quarantine, then the final reply. The data of SMFIC_BODYEOB, if
+// any, is a last body chunk (libmilter passes it to the body callback).
+func (s *session) endOfMessage(data []byte) {
+	s.body(data)
+	var v Verdict
+	if msg := s.msg; msg != nil {
+		s.msg = nil
+		v = s.end(msg)
 	}
-	defer s.live.Store(nil) // after End: nothing left to abort
+	s.writeVerdict(v)
+	s.setLive(nil) // after End: nothing left to abort
+	// The message is done once the reply is flushed (serve then makes
+	// the connection idle): until then a Shutdown waits.
+	s.setState(stateEOMReply)
+}
+
+func (s *session) end(msg Message) (v Verdict) {
 	defer s.guard("eom")
-	// The next write is the final reply: after it the message is done.
-	defer s.setState(stateEOMReply)
-	if id := m.Macros["i"]; id != "" {
-		s.queueID = id
-	}
 	ctx, cancel := context.WithTimeout(s.baseCtx, EndTimeout)
 	defer cancel()
-	v := msg.End(ctx, s.queueID)
-	return s.apply(v, m)
+	return msg.End(ctx, s.queueID)
 }
 
-// apply sends the header edits and returns the reply. Write errors mean the
-// MTA went away; they end the connection as the library does on any error.
-func (s *session) apply(v Verdict, m *gomilter.Modifier) (gomilter.Response, error) {
-	// Highest index first, so that earlier indexes stay valid.
-	dels := append([]HeaderRef(nil), v.Delete...)
-	for i := 1; i < len(dels); i++ {
-		for j := i; j > 0 && dels[j].Index > dels[j-1].Index; j-- {
-			dels[j], dels[j-1] = dels[j-1], dels[j]
+// writeVerdict buffers the modifications and the final reply. Actions the
+// MTA did not grant are left out (it would drop the connection).
+func (s *session) writeVerdict(v Verdict) {
+	p := s.out[:0]
+	var at int
+	dels := v.Delete
+	if len(dels) > 0 && s.actions&actChgHeaders != 0 {
+		if len(dels) > 1 {
+			// Highest index first, so that earlier indexes stay valid.
+			dels = append([]HeaderRef(nil), dels...)
+			for i := 1; i < len(dels); i++ {
+				for j := i; j > 0 && dels[j].Index > dels[j-1].Index; j-- {
+					dels[j], dels[j-1] = dels[j-1], dels[j]
+				}
+			}
 		}
+		for _, d := range dels {
+			if d.Index < 1 {
+				continue
+			}
+			p, at = startPacket(p, repChgHeader)
+			p = binary.BigEndian.AppendUint32(p, uint32(d.Index))
+			p = appendField(p, d.Name)
+			p = append(p, 0) // empty value: delete
+			p = endPacket(p, at)
+		}
+	} else if len(dels) > 0 {
+		s.log.Warn("the MTA did not allow header changes: forged fields not removed", "fields", len(dels))
 	}
-	for _, d := range dels {
-		if err := m.ChangeHeader(d.Index, d.Name, ""); err != nil {
-			return nil, err
+	if len(v.Insert) > 0 && s.actions&actAddHeaders != 0 {
+		// Index 0 is the very top, above the MTA's own Received: insert
+		// the last field first. With SMFIP_HDR_LEADSPC the MTA writes the
+		// value as is, so it carries its own leading space.
+		for i := len(v.Insert) - 1; i >= 0; i-- {
+			f := v.Insert[i]
+			p, at = startPacket(p, repInsHeader)
+			p = binary.BigEndian.AppendUint32(p, 0)
+			p = appendField(p, f.Name)
+			p = append(p, ' ')
+			p = appendField(p, f.Value)
+			p = endPacket(p, at)
 		}
+	} else if len(v.Insert) > 0 {
+		s.log.Warn("the MTA did not allow adding header fields: results not recorded in the message", "fields", len(v.Insert))
 	}
-	// InsertHeader(0) lands at the very top, above the MTA's own Received:
-	// insert the last field first. With SMFIP_HDR_LEADSPC negotiated the
-	// value is written as is, so it carries its own leading space.
-	for i := len(v.Insert) - 1; i >= 0; i-- {
-		f := v.Insert[i]
-		if err := m.InsertHeader(0, f.Name, " "+f.Value); err != nil {
-			return nil, err
-		}
-	}
-	if v.Quarantine != "" {
-		if err := m.Quarantine(v.Quarantine); err != nil {
-			return nil, err
-		}
+	if v.Quarantine != "" && s.actions&actQuarantine != 0 {
+		p, at = startPacket(p, repQuarantine)
+		p = appendText(p, v.Quarantine)
+		p = endPacket(p, at)
 	}
 	if v.Reply != "" {
-		// A custom reply keeps the connection's state in go-milter, unlike
-		// RespReject/RespTempFail (NOTES.md, go-milter trap 2).
-		return gomilter.NewResponseStr('y', v.Reply), nil
+		// A full SMTP reply ("550 5.7.1 text"): the MTA checks its syntax.
+		p, at = startPacket(p, repReplyCode)
+		p = appendText(p, v.Reply)
+		p = endPacket(p, at)
+	} else {
+		p = append(p, 0, 0, 0, 1, repContinue)
 	}
-	return gomilter.RespContinue, nil
+	s.out = p
+	s.bw.Write(p) //nolint:errcheck // a write error shows at Flush
 }
 
-// Abort resets the message; Postfix sends it after every message.
-func (s *session) Abort(m *gomilter.Modifier) error {
+// abort resets the message; Postfix sends it after every message.
+func (s *session) abort() {
 	defer s.guard("abort")
 	s.abortMessage()
-	return nil
+	s.authUser = ""
 }
 
 func (s *session) abortMessage() {
 	if s.msg != nil {
-		s.msg.Abort()
-		s.setMsg(nil)
+		m := s.msg
+		s.msg = nil
+		s.setLive(nil)
+		m.Abort()
 	}
 	s.queueID = ""
 	s.setState(stateIdle)
 }
-
-var _ gomilter.Milter = (*session)(nil)
