@@ -144,7 +144,7 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 		}
 	}
 	eom := time.Since(start)
-	m.log(queueID, r, d, eom)
+	m.log(ctx, queueID, r, d, eom)
 	if m.s.Observe != nil {
 		m.s.Observe.Message(r, d, eom)
 	}
@@ -152,8 +152,13 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 }
 
 // log writes the one info line of a checked message: who sent it, every
-// result, what the MTA was told and why, and how long it took.
-func (m *message) log(queueID string, r *engine.Result, d policy.Decision, eom time.Duration) {
+// result, what the MTA was told and why, and how long it took. Its
+// attributes are built only when Info is enabled (they cost ~20
+// allocations per message).
+func (m *message) log(ctx context.Context, queueID string, r *engine.Result, d policy.Decision, eom time.Duration) {
+	if !m.s.Log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	dkim := make([]string, 0, len(r.DKIM))
 	for _, k := range r.DKIM {
 		dkim = append(dkim, fmt.Sprintf("%s:%s", k.Domain, k.Status))
