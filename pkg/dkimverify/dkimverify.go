@@ -160,8 +160,62 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verif
 	v.done = make(chan struct{})
 	pr, pw := io.Pipe()
 	v.pw = pw
-	go v.run(io.MultiReader(bytes.NewReader(hdr), pr), pr)
+	go v.run(&msgReader{hdr: hdr, pr: pr}, pr)
 	return v
+}
+
+// msgReader is the header block, then the body from the pipe. go-msgauth
+// reads the header through a bufio.Reader and then io.Copies the body,
+// which reaches WriteTo: io.MultiReader's allocated a 32 KiB buffer per
+// message, ours comes from a pool.
+type msgReader struct {
+	hdr []byte
+	pr  *io.PipeReader
+}
+
+func (m *msgReader) Read(p []byte) (int, error) {
+	if len(m.hdr) > 0 {
+		n := copy(p, m.hdr)
+		m.hdr = m.hdr[n:]
+		return n, nil
+	}
+	return m.pr.Read(p)
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (m *msgReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(m.hdr) > 0 {
+		k, err := w.Write(m.hdr)
+		n += int64(k)
+		m.hdr = m.hdr[k:]
+		if err != nil {
+			return n, err
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		k, rerr := m.pr.Read(buf)
+		if k > 0 {
+			wk, werr := w.Write(buf[:k])
+			n += int64(wk)
+			if werr != nil {
+				return n, werr
+			}
+			if wk != k {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }
 
 func (v *Verifier) run(msg io.Reader, pr *io.PipeReader) {
