@@ -97,11 +97,12 @@ type session struct {
 	baseCtx context.Context
 	idle    time.Duration
 
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	hdr [4]byte
-	buf []byte // the packet being handled, reused
-	out []byte // the reply being built, reused
+	bufs *connBufs // from bufPool while serving
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	hdr  [4]byte
+	buf  []byte // the packet being handled, reused
+	out  []byte // the reply being built, reused
 
 	// Negotiated by OPTNEG. Before it, every event gets a reply and every
 	// action is tried, as a version 2 MTA expects.
@@ -126,13 +127,53 @@ type session struct {
 func newSession(srv *Server, c *conn) *session {
 	return &session{
 		backend: srv.backend, log: srv.log, conn: c, baseCtx: srv.baseCtx, idle: srv.opts.IdleTimeout,
-		br: bufio.NewReaderSize(c.Conn, 8<<10), bw: bufio.NewWriterSize(c.Conn, 4<<10),
 		actions: wantActions,
 	}
 }
 
+// connBufs are a connection's buffers, pooled: Postfix opens a milter
+// connection per SMTP session, and 76 KiB per connection was a good part
+// of the garbage.
+type connBufs struct {
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	buf []byte
+	out []byte
+}
+
+var bufPool = sync.Pool{New: func() any {
+	return &connBufs{br: bufio.NewReaderSize(nil, 8<<10), bw: bufio.NewWriterSize(nil, 4<<10)}
+}}
+
+// getBufs takes the session's buffers from the pool; putBufs gives them
+// back when the connection is done.
+func (s *session) getBufs() {
+	b := bufPool.Get().(*connBufs)
+	b.br.Reset(s.conn.Conn)
+	b.bw.Reset(s.conn.Conn)
+	s.bufs = b
+	s.br, s.bw, s.buf, s.out = b.br, b.bw, b.buf, b.out
+}
+
+func (s *session) putBufs() {
+	b := s.bufs
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	b.buf, b.out = s.buf[:0], s.out[:0]
+	if cap(b.buf) > keepBuf {
+		b.buf = nil
+	}
+	if cap(b.out) > keepBuf {
+		b.out = nil
+	}
+	s.bufs, s.br, s.bw, s.buf, s.out = nil, nil, nil, nil, nil
+	bufPool.Put(b)
+}
+
 // serve handles packets until the MTA quits or the connection fails.
 func (s *session) serve() {
+	s.getBufs()
+	defer s.putBufs()
 	for {
 		code, data, err := s.readPacket()
 		if err != nil {
