@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -136,10 +135,8 @@ type Verifier struct {
 // Postfix's 300 s milter_content_timeout.
 func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verifier {
 	v := &Verifier{opts: o.withDefaults()}
-	for _, f := range splitHeader(header) {
-		if strings.EqualFold(f.name, "DKIM-Signature") {
-			v.sigs = append(v.sigs, parseSignature(f.value))
-		}
+	for _, sv := range signatureValues(header) {
+		v.sigs = append(v.sigs, parseSignature(sv))
 	}
 	if len(v.sigs) == 0 {
 		return v

@@ -60,6 +60,48 @@ func splitHeader(h []byte) []field {
 	return fields
 }
 
+// signatureValues returns the raw values of the DKIM-Signature fields of a
+// header block, in order, cut as splitHeader cuts fields; other fields cost
+// no allocation.
+func signatureValues(h []byte) []string {
+	var vals []string
+	var cur []byte // the value being collected, nil outside a signature
+	in, seen := false, false
+	flush := func() {
+		if in {
+			vals = append(vals, string(cur))
+		}
+		in, cur = false, cur[:0]
+	}
+	for len(h) > 0 {
+		line := h
+		if i := bytes.IndexByte(h, '\n'); i >= 0 {
+			line, h = h[:i+1], h[i+1:]
+		} else {
+			h = nil
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if len(trimmed) == 0 {
+			break
+		}
+		if (trimmed[0] == ' ' || trimmed[0] == '\t') && seen {
+			if in {
+				cur = append(cur, line...)
+			}
+			continue
+		}
+		flush()
+		seen = true
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		if bytes.EqualFold(bytes.TrimSpace(name), []byte("DKIM-Signature")) {
+			in = true
+			cur = append(cur, value...)
+		}
+	}
+	flush()
+	return vals
+}
+
 // sigTags is what this package reads itself from a DKIM-Signature field, for
 // reporting and for the checks go-msgauth does not make.
 type sigTags struct {

@@ -1,0 +1,57 @@
+package dkimverify
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// signatureValues must find the same DKIM-Signature values as splitHeader,
+// which cuts fields the way go-msgauth does.
+func signaturesBySplit(h []byte) []string {
+	var out []string
+	for _, f := range splitHeader(h) {
+		if strings.EqualFold(f.name, "DKIM-Signature") {
+			out = append(out, f.value)
+		}
+	}
+	return out
+}
+
+func TestSignatureValues(t *testing.T) {
+	tests := []struct {
+		name, header string
+		want         []string
+	}{
+		{"none", "From: a@b\r\nTo: c@d\r\n\r\n", nil},
+		{"one folded", "DKIM-Signature: v=1; d=a;\r\n\tb=xyz\r\nFrom: a\r\n\r\n", []string{" v=1; d=a;\r\n\tb=xyz\r\n"}},
+		{"two, case and space before colon", "dkim-signature:v=1\r\nX: y\r\nDKIM-Signature : d=b\r\n  more\r\n\r\n",
+			[]string{"v=1\r\n", " d=b\r\n  more\r\n"}},
+		{"last field without CRLF", "From: a\r\nDKIM-Signature: d=c", []string{" d=c"}},
+		{"stops at the empty line", "DKIM-Signature: d=a\r\n\r\nDKIM-Signature: d=body\r\n", []string{" d=a\r\n"}},
+		{"continuation first", " folded\r\nDKIM-Signature: d=a\r\n", []string{" d=a\r\n"}},
+		{"no colon", "DKIM-Signature\r\n\r\n", []string{""}},
+		{"bare LF", "DKIM-Signature: d=a\n\tb=1\nFrom: x\n\n", []string{" d=a\n\tb=1\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := signatureValues([]byte(tt.header))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("signatureValues = %q, want %q", got, tt.want)
+			}
+			if bySplit := signaturesBySplit([]byte(tt.header)); !slices.Equal(got, bySplit) {
+				t.Errorf("signatureValues = %q, splitHeader finds %q", got, bySplit)
+			}
+		})
+	}
+}
+
+func FuzzSignatureValues(f *testing.F) {
+	f.Add([]byte("DKIM-Signature: v=1; d=a;\r\n\tb=xyz\r\nFrom: a\r\n\r\n"))
+	f.Add([]byte(" x\r\ndkim-signature:\n\n"))
+	f.Fuzz(func(t *testing.T, h []byte) {
+		if got, want := signatureValues(h), signaturesBySplit(h); !slices.Equal(got, want) {
+			t.Fatalf("signatureValues = %q, splitHeader finds %q", got, want)
+		}
+	})
+}
