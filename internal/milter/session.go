@@ -490,9 +490,30 @@ func (s *session) header(data []byte) {
 	if s.msg != nil {
 		name, rest := cutString(data)
 		value, _ := cutString(rest)
-		s.msg.Header(string(name), string(value))
+		n, ok := commonFields[string(name)] // no allocation for the lookup
+		if !ok {
+			n = string(name)
+		}
+		s.msg.Header(n, string(value))
 	}
 }
+
+// commonFields are field names as most messages spell them: their string
+// is not allocated per field.
+var commonFields = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{
+		"Received", "From", "To", "Cc", "Subject", "Date", "Message-ID", "Message-Id",
+		"Reply-To", "Sender", "Return-Path", "MIME-Version", "Mime-Version", "Content-Type",
+		"Content-Transfer-Encoding", "DKIM-Signature", "Authentication-Results",
+		"ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Received-SPF",
+		"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "In-Reply-To", "References",
+		"X-Mailer", "Feedback-ID", "Precedence", "Auto-Submitted",
+	} {
+		m[n] = n
+	}
+	return m
+}()
 
 func (s *session) endOfHeaders() {
 	defer s.guard("eoh")
