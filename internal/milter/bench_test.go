@@ -16,11 +16,11 @@ type noopBackend struct{}
 type noopMessage struct{}
 
 func (noopBackend) Begin(context.Context, milter.Envelope) milter.Message { return noopMessage{} }
-func (noopMessage) Recipient(string)                                     {}
-func (noopMessage) Header(string, string)                                {}
-func (noopMessage) EndOfHeaders()                                        {}
-func (noopMessage) Body([]byte)                                          {}
-func (noopMessage) Abort()                                               {}
+func (noopMessage) Recipient(string)                                      {}
+func (noopMessage) Header(string, string)                                 {}
+func (noopMessage) EndOfHeaders()                                         {}
+func (noopMessage) Body([]byte)                                           {}
+func (noopMessage) Abort()                                                {}
 func (noopMessage) End(context.Context, string) milter.Verdict {
 	return milter.Verdict{Insert: []milter.HeaderField{{Name: "Authentication-Results", Value: "mx.rcpt.test;\r\n\tspf=pass smtp.mailfrom=a@sender.test"}}}
 }
