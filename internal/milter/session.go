@@ -315,9 +315,13 @@ func (s *session) handle(code byte, data []byte) (quit bool, err error) {
 // reply sends "continue" unless the MTA agreed not to wait for it (nr).
 func (s *session) reply(nr uint32) {
 	if s.protocol&nr == 0 {
-		s.bw.Write([]byte{0, 0, 0, 1, repContinue}) //nolint:errcheck // a write error shows at Flush
+		s.bw.Write(continuePacket) //nolint:errcheck // a write error shows at Flush
 	}
 }
+
+// continuePacket is SMFIR_CONTINUE, framed (a literal would be allocated
+// per reply: it escapes through bufio.Writer).
+var continuePacket = []byte{0, 0, 0, 1, repContinue}
 
 // optneg answers option negotiation: version 6 or the MTA's lower one,
 // and of the actions and protocol flags we want those the MTA offers.
