@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,6 +312,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated
 	log := newLevelLogger(cfg.Log.Format, level, stderr)
+	tuneGC()
 	// go-milter logs through the standard logger: connection ends the MTA
 	// caused are routine, anything else is worth a warning.
 	stdlog.SetFlags(0)
@@ -532,7 +534,26 @@ func configName(p string) string {
 	return p
 }
 
-// libraryLog takes go-milter's log lines.
+// Garbage collector settings of serve, unless the operator sets GOGC or
+// GOMEMLIMIT. The live heap is small (sessions, caches), and most garbage
+// is per message: a higher GOGC trades a little memory for much less GC
+// work (BENCHMARKS.md, "GC settings"); the soft memory limit makes the
+// collector work harder again before the heap grows large.
+const (
+	serveGCPercent   = 400
+	serveMemoryLimit = 256 << 20
+)
+
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serveGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(serveMemoryLimit)
+	}
+}
+
+// libraryLog takes the log lines of libraries that use the standard logger.
 type libraryLog struct{ log *slog.Logger }
 
 func (l libraryLog) Write(p []byte) (int, error) {
