@@ -380,6 +380,12 @@ func TestDrop(t *testing.T) {
 			if r.Messages >= n {
 				t.Errorf("%d messages of %d: nothing was cut", r.Messages, n)
 			}
+			// Drops fall anywhere in a connection, not only on its
+			// first packet: connections get through option negotiation,
+			// CONNECT and HELO, and messages through end of message.
+			if r.Connections == 0 || r.Messages == 0 {
+				t.Errorf("%d connections opened, %d messages checked: every drop came first", r.Connections, r.Messages)
+			}
 			lines := strings.Split(strings.TrimSuffix(acked.String(), "\n"), "\n")
 			if acked.Len() == 0 {
 				lines = nil

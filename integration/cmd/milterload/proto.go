@@ -136,7 +136,7 @@ func (d *dropper) next() (drop, write bool) {
 		return true, false
 	}
 	if d.left--; d.left > 0 {
-		return false, false
+		return false, true
 	}
 	d.done = true
 	if d.after {
