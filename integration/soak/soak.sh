@@ -124,14 +124,20 @@ rate=$(python3 -c "print(round($max * $LOAD, 1))")
 log "maximum $max msg/s; soak at $rate msg/s for $DURATION, drop $DROP"
 
 touch "$OUT/.loading"
-("${load[@]}" -qid-prefix L -rate "$rate" -drop "$DROP" -d "$DURATION" > "$OUT/load.json" 2> "$OUT/load.err"; echo $? > "$OUT/load.rc"; rm -f "$OUT/.loading") &
+(
+	rc=0
+	"${load[@]}" -qid-prefix L -rate "$rate" -drop "$DROP" -d "$DURATION" > "$OUT/load.json" 2> "$OUT/load.err" || rc=$?
+	echo "$rc" > "$OUT/load.rc"
+	rm -f "$OUT/.loading"
+) &
 loader=$!
 pids+=($loader)
+next=$(($(date +%s) + sample_every)) # on a fixed schedule, however long a sample takes
 while [ -e "$OUT/.loading" ]; do
-	for _ in $(seq $((sample_every * 10))); do
-		[ -e "$OUT/.loading" ] || break
-		sleep 0.1
+	while [ -e "$OUT/.loading" ] && [ "$(date +%s)" -lt "$next" ]; do
+		sleep 0.2
 	done
+	next=$((next + sample_every))
 	[ -e "$OUT/.loading" ] && sample load
 done
 wait "$loader"
@@ -149,8 +155,7 @@ if grep -q 'level=ERROR' "$OUT/authmilter.log"; then
 	grep 'level=ERROR' "$OUT/authmilter.log" | head -5 >&2
 fi
 "$OUT/bin/soakcheck" -corpus "$corpus" -acked "$OUT/acked.tsv" -state "$OUT/state" -samples "$OUT/samples.tsv" \
-	-max "$OUT/max.json" -load "$OUT/load.json" -json > "$OUT/summary.json" || rc=$?
-"$OUT/bin/soakcheck" -corpus "$corpus" -acked "$OUT/acked.tsv" -state "$OUT/state" -samples "$OUT/samples.tsv" \
-	-max "$OUT/max.json" -load "$OUT/load.json" | tee "$OUT/summary.txt"
+	-max "$OUT/max.json" -load "$OUT/load.json" -summary "$OUT/summary.json" > "$OUT/summary.txt" || rc=$?
+cat "$OUT/summary.txt"
 log "output in $OUT"
 exit "${rc:-0}"

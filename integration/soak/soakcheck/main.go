@@ -5,7 +5,7 @@
 // goroutines and open file descriptors must stay flat. It prints a summary
 // (JSON with -json) and exits 1 when a record is lost or a figure grew.
 //
-//	soakcheck -corpus DIR -acked acked.tsv -state DIR -samples samples.tsv [-max max.json -load load.json] [-json]
+//	soakcheck -corpus DIR -acked acked.tsv -state DIR -samples samples.tsv [-max max.json -load load.json] [-json] [-summary FILE]
 package main
 
 import (
@@ -91,11 +91,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	maxRep := fl.String("max", "", "milterload -json report of the unpaced run (optional)")
 	loadRep := fl.String("load", "", "milterload -json report of the paced run (optional)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
+	jsonPath := fl.String("summary", "", "also write the summary as JSON to this file")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
 	if *corpus == "" || *acked == "" || *state == "" || *samples == "" || fl.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: soakcheck -corpus DIR -acked FILE -state DIR -samples FILE [-max FILE] [-load FILE] [-json]")
+		fmt.Fprintln(stderr, "usage: soakcheck -corpus DIR -acked FILE -state DIR -samples FILE [-max FILE] [-load FILE] [-json] [-summary FILE]")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -104,6 +105,16 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "soakcheck:", err)
 		return 1
+	}
+	if *jsonPath != "" {
+		data, err := json.MarshalIndent(s, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonPath, append(data, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "soakcheck:", err)
+			return 1
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
