@@ -111,6 +111,7 @@ sample() {
 	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$daemon/status")
 	fds=$(find "/proc/$daemon/fd" -mindepth 1 -maxdepth 1 | wc -l)
 	gor=$(get /metrics | awk '$1 == "go_goroutines" {print $2}')
+	case "$1" in idle-*) ls -l "/proc/$daemon/fd" > "$OUT/fds-$1.txt" ;; esac # what they are, if they grew
 	printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" $(($(date +%s) - started)) "$1" "$rss" "$gor" "$fds" | tee -a "$OUT/samples.tsv" >&2
 }
 sample idle-start
@@ -145,7 +146,14 @@ if [ "$(cat "$OUT/load.rc")" != 0 ]; then
 	log "milterload failed: $(cat "$OUT/load.err")"
 	exit 1
 fi
-sleep 2 # idle: sessions closed
+# Idle again: wait (up to 30 s) for the sessions' goroutines to end; a
+# leak stays and fails the idle comparison.
+base=$(awk -F'\t' '$3 == "idle-start" {print $5}' "$OUT/samples.tsv")
+for _ in $(seq 30); do
+	sleep 1
+	g=$(get /metrics | awk '$1 == "go_goroutines" {print $2}')
+	[ "${g:-0}" -le $((base + 4)) ] && break
+done
 sample idle-end
 
 kill -TERM "$daemon"

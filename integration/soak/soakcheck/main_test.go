@@ -80,7 +80,7 @@ func TestFlat(t *testing.T) {
 		want   string // "" flat
 	}{
 		{"steady", func([]Sample) {}, ""},
-		{"goroutines leak under load", func(x []Sample) { x[4].Goroutines = 200 }, "goroutines: peak 200"},
+		{"goroutines leak under load", func(x []Sample) { x[4].Goroutines = 300 }, "goroutines: peak 300"},
 		{"fds leak under load", func(x []Sample) { x[3].FDs = 80 }, "fds: peak 80"},
 		{"rss grows", func(x []Sample) { x[4].RSSKiB = 80000 }, "rss_kib: peak 80000"},
 		{"goroutines left after the load", func(x []Sample) { x[5].Goroutines = 30 }, "goroutines: 30 idle after"},
