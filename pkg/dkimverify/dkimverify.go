@@ -267,5 +267,11 @@ func (v *Verifier) Abort() {
 		return
 	}
 	v.cancel()
-	v.endOnce.Do(func() { _ = v.pw.CloseWithError(ErrAborted) })
+	// End the body normally, not with an error: go-msgauth v0.7.0's
+	// parallelVerify returns on a read error without closing its
+	// per-signature pipes, which leaves one goroutine per signature blocked
+	// forever (seen in the soak run with dropped connections). With EOF it
+	// finishes quickly (the key lookups are cancelled) and every goroutine
+	// ends; the results are thrown away.
+	v.endOnce.Do(func() { _ = v.pw.Close() })
 }
