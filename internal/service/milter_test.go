@@ -154,6 +154,7 @@ type msg struct {
 	body     string
 	bodyBufs [][]byte // used instead of body when set
 	macros   []string // extra macros at the header stage
+	noAbort  bool     // do not send Abort after the end of message
 }
 
 // result is what the MTA got back at end of message.
@@ -187,7 +188,9 @@ func (c *conn) send(m msg) result {
 	if err != nil {
 		c.t.Fatalf("end of message: %v", err)
 	}
-	must(c.t, c.s.Abort()) // Postfix sends Abort after every message
+	if !m.noAbort {
+		must(c.t, c.s.Abort()) // Postfix sends Abort after every message
+	}
 	return result{mods: mods, action: act}
 }
 
