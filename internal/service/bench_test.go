@@ -12,6 +12,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/authmilter/authmilter/internal/config"
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 // vmHWM returns the peak resident set size of this process in bytes.
@@ -53,10 +54,7 @@ _dmarc.big.test.    300 IN TXT "v=DMARC1; p=reject"
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := gomilter.NewClientWithOptions("tcp", h.addr, gomilter.ClientOptions{
-					ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-				})
-				sess, err := c.Session()
+				sess, err := testmilter.Dial("tcp", h.addr, 0)
 				if err != nil {
 					b.Error(err)
 					return

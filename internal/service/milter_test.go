@@ -1,13 +1,9 @@
 package service_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,11 +12,8 @@ import (
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/internal/policy"
-	"github.com/authmilter/authmilter/internal/resolver"
-	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/authres"
-	"github.com/authmilter/authmilter/pkg/engine"
 )
 
 // baseZone is the DNS every milter test starts from.
@@ -45,77 +38,29 @@ const authservID = "mx.rcpt.test"
 type harness struct {
 	t    testing.TB
 	dns  *dnstest.Server
-	srv  *milter.Server
+	srv  *testmilter.Server
 	addr string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testmilter.Logs
 }
 
 func newHarness(t testing.TB, zone string, edit func(*config.Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, dns: dnstest.New(t, zone), logs: &syncBuffer{}}
-	cfg := config.Default()
-	cfg.AuthservID = authservID
+	h := &harness{t: t, dns: dnstest.New(t, zone), logs: &testmilter.Logs{}}
+	cfg := testmilter.Config(authservID, h.dns.Addr(), 300*time.Millisecond)
 	cfg.Policy.IgnoreHosts = []string{"127.0.0.0/8", "::1"}
-	cfg.DNS.Servers = []string{h.dns.Addr()}
-	cfg.DNS.Timeout = config.Duration{Duration: 300 * time.Millisecond}
-	cfg.DNS.Attempts = 1
 	cfg.SPF.Timeout = config.Duration{Duration: 2 * time.Second}
 	if edit != nil {
 		edit(cfg)
 	}
-	if errs := cfg.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration, Attempts: cfg.DNS.Attempts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := service.EngineOptions(cfg)
-	svc := &service.Service{AuthservID: cfg.AuthservID, Engine: engine.New(res, opts), Policy: pol,
-		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log}
-	h.srv = milter.NewServer(svc, milter.Options{IdleTimeout: 5 * time.Second, Log: log})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := h.srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("milter log:\n%s", h.logs.String())
-		}
-	})
+	log := testmilter.Logger(h.logs, slog.LevelDebug)
+	return h.serve(testmilter.NewService(t, cfg, log, nil), log)
+}
+
+// serve runs the real milter server with backend on a loopback port.
+func (h *harness) serve(backend milter.Backend, log *slog.Logger) *harness {
+	h.t.Helper()
+	h.srv = testmilter.Serve(h.t, backend, milter.Options{IdleTimeout: 5 * time.Second, Log: log}, h.logs)
+	h.addr = h.srv.Addr
 	return h
 }
 
@@ -127,22 +72,12 @@ type conn struct {
 
 func (h *harness) connect(ip, host, helo string) *conn {
 	h.t.Helper()
-	c := gomilter.NewClientWithOptions("tcp", h.addr, gomilter.ClientOptions{
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-	})
-	s, err := c.Session()
+	s, err := testmilter.Dial("tcp", h.addr, 10*time.Second)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { s.Close() })
-	fam := gomilter.FamilyInet
-	if strings.Contains(ip, ":") {
-		fam = gomilter.FamilyInet6
-	}
-	must(h.t, s.Macros(gomilter.CodeConn, "j", authservID, "{daemon_name}", authservID))
-	cont(h.t)(s.Conn(host, fam, 25, ip))
-	cont(h.t)(s.Helo(helo))
+	must(h.t, testmilter.Connect(s, []string{"j", authservID, "{daemon_name}", authservID}, host, ip, helo))
 	return &conn{t: h.t, s: s}
 }
 
@@ -169,29 +104,17 @@ func (c *conn) send(m msg) result {
 	if m.auth != "" {
 		mail = append(mail, "{auth_type}", "PLAIN", "{auth_authen}", m.auth)
 	}
-	must(c.t, c.s.Macros(gomilter.CodeMail, mail...))
-	cont(c.t)(c.s.Mail("<"+m.from+">", nil))
-	cont(c.t)(c.s.Rcpt("<rcpt@rcpt.test>", nil))
-	for _, f := range m.headers {
-		must(c.t, c.s.Macros(gomilter.CodeHeader, append([]string{"i", "ABC123"}, m.macros...)...))
-		cont(c.t)(c.s.HeaderField(f[0], f[1]))
-	}
-	cont(c.t)(c.s.HeaderEnd())
 	bufs := m.bodyBufs
 	if bufs == nil && m.body != "" {
 		bufs = [][]byte{[]byte(m.body)}
 	}
-	for _, b := range bufs {
-		cont(c.t)(c.s.BodyChunk(b))
-	}
-	mods, act, err := c.s.End()
+	r, err := testmilter.Send(c.s, testmilter.Message{MailMacros: mail, From: m.from,
+		HeaderMacros: append([]string{"i", "ABC123"}, m.macros...), Headers: m.headers, Body: bufs,
+		NoAbort: m.noAbort}) // Postfix sends Abort after every message
 	if err != nil {
-		c.t.Fatalf("end of message: %v", err)
+		c.t.Fatal(err)
 	}
-	if !m.noAbort {
-		must(c.t, c.s.Abort()) // Postfix sends Abort after every message
-	}
-	return result{mods: mods, action: act}
+	return result{mods: r.Mods, action: r.Action}
 }
 
 func must(t testing.TB, err error) {

@@ -20,6 +20,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 )
@@ -213,7 +214,7 @@ PidFile %s
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testmilter.Logs
 	cmd := exec.Command("/usr/sbin/opendkim", "-f", "-l", "-x", conf)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,9 +10,8 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/dnstest"
-	"github.com/authmilter/authmilter/internal/policy"
-	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
@@ -29,34 +27,18 @@ _dmarc.example.com.  300 IN TXT "v=DMARC1; p=reject"
 
 // newSignService builds the whole Service (engine, policy, signing) as
 // serve does from cfg, on a test DNS server with zone.
-func newSignService(t *testing.T, zone string, edit func(*config.Config)) (*service.Service, *syncBuffer) {
+func newSignService(t *testing.T, zone string, edit func(*config.Config)) (*service.Service, *testmilter.Logs) {
 	t.Helper()
 	srv := dnstest.New(t, zone)
-	cfg := config.Default()
-	cfg.AuthservID = authservID
-	cfg.DNS.Servers = []string{srv.Addr()}
+	cfg := testmilter.Config(authservID, srv.Addr(), time.Second)
 	edit(cfg)
-	if errs := cfg.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: time.Second, Attempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := engine.New(res, engine.Options{SPF: true, CheckHELO: true, SPFTimeout: 5 * time.Second, DKIM: true,
-		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5}, DMARC: true, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
-		MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: 5, MaxHeaderBytes: 1 << 20, MaxHeaders: 1000})
-	sg, err := service.NewSigning(cfg.Signing, cfg.Milter, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &service.Service{AuthservID: authservID, Engine: e, Policy: pol, Log: log, Signing: sg}, logs
+	logs := &testmilter.Logs{}
+	svc := testmilter.NewService(t, cfg, testmilter.Logger(logs, slog.LevelDebug), func(o *engine.Options) {
+		*o = engine.Options{SPF: true, CheckHELO: true, SPFTimeout: 5 * time.Second, DKIM: true,
+			DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5}, DMARC: true, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
+			MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: 5, MaxHeaderBytes: 1 << 20, MaxHeaders: 1000}
+	})
+	return svc, logs
 }
 
 // Direction through the Service: internal and authenticated clients are

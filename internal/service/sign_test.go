@@ -1,17 +1,15 @@
 package service_test
 
 import (
-	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 // signingConfig is a [signing] section over the two test keys: From
@@ -35,15 +33,14 @@ func signingConfig(rsaKey, edKey testKey, canon string) config.Signing {
 
 // newSigning builds the service's signing half from a section, logging
 // into logs.
-func newSigning(t testing.TB, c config.Signing, logs *syncBuffer) *service.Signing {
+func newSigning(t testing.TB, c config.Signing, logs *testmilter.Logs) *service.Signing {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Signing = c
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sg, err := service.NewSigning(c, cfg.Milter, log)
+	sg, err := service.NewSigning(c, cfg.Milter, testmilter.Logger(logs, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,31 +49,10 @@ func newSigning(t testing.TB, c config.Signing, logs *syncBuffer) *service.Signi
 
 // serveBackend runs the real milter server with backend on a loopback
 // port.
-func serveBackend(t testing.TB, backend milter.Backend, logs *syncBuffer) *harness {
+func serveBackend(t testing.TB, backend milter.Backend, logs *testmilter.Logs) *harness {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := &harness{t: t, logs: logs, srv: milter.NewServer(backend, milter.Options{IdleTimeout: 5 * time.Second, Log: log})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := h.srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("milter log:\n%s", logs.String())
-		}
-	})
-	return h
+	h := &harness{t: t, logs: logs}
+	return h.serve(backend, testmilter.Logger(logs, slog.LevelDebug))
 }
 
 // outboundHeaders are header fields as Postfix hands them over with the
@@ -129,7 +105,7 @@ func TestSignedMailVerifiesElsewhere(t *testing.T) {
 	}
 	var msgs []sent
 	for _, canon := range []string{"relaxed/relaxed", "simple/simple", "relaxed/simple", "simple/relaxed"} {
-		logs := &syncBuffer{}
+		logs := &testmilter.Logs{}
 		h := serveBackend(t, newSigning(t, signingConfig(rsaKey, edKey, canon), logs), logs)
 		c := h.connect("192.0.2.1", "client.example.org", "client.example.org")
 		for _, tc := range []struct {
@@ -266,7 +242,7 @@ func TestNotSigned(t *testing.T) {
 	rsaKey, edKey := newTestKeys(t, t.TempDir())
 	c := signingConfig(rsaKey, edKey, "relaxed/relaxed")
 	c.Rules = c.Rules[:2] // only rsa.example.com and ed.example.com
-	logs := &syncBuffer{}
+	logs := &testmilter.Logs{}
 	h := serveBackend(t, newSigning(t, c, logs), logs)
 	cn := h.connect("192.0.2.1", "client.example.org", "client.example.org")
 	var big [][2]string // more than max_header_bytes, in fields the protocol can carry
