@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 // fuzzCommands are the milter commands an op byte picks from: every
@@ -125,7 +127,7 @@ func FuzzMilterSession(f *testing.F) {
 			mark int
 		}{{libLog.String(), mark1}, {r.logs.String(), mark2}} {
 			if len(l.s) >= l.mark && strings.Contains(l.s[l.mark:], "panic") {
-				t.Fatalf("panic logged:\n%s", tail(l.s[l.mark:], 4000))
+				t.Fatalf("panic logged:\n%s", testmilter.Tail(l.s[l.mark:], 4000))
 			}
 		}
 		r.sendOne(t, stdMessage("sender.test"))

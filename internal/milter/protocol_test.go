@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/authmilter/authmilter/internal/milter"
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 type recBackend struct {
@@ -70,36 +71,16 @@ func (m *recMessage) End(ctx context.Context, queueID string) milter.Verdict {
 
 // protoRig serves b on a loopback port.
 type protoRig struct {
-	srv  *milter.Server
+	srv  *testmilter.Server
 	addr string
-	logs *lockedBuf
+	logs *testmilter.Logs
 }
 
 func newProtoRig(t *testing.T, b milter.Backend) *protoRig {
 	t.Helper()
-	r := &protoRig{logs: &lockedBuf{}}
-	lg := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.srv = milter.NewServer(b, milter.Options{IdleTimeout: 10 * time.Second, Log: lg})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- r.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := r.srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", tail(r.logs.String(), 4000))
-		}
-	})
+	r := &protoRig{logs: &testmilter.Logs{Max: 4 << 20}}
+	r.srv = testmilter.Serve(t, b, milter.Options{IdleTimeout: 10 * time.Second, Log: testmilter.Logger(r.logs, slog.LevelDebug)}, r.logs)
+	r.addr = r.srv.Addr
 	return r
 }
 

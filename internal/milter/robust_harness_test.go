@@ -6,8 +6,6 @@ package milter_test
 // packets (4-byte big-endian length, command byte, data) where it does not.
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -26,12 +24,7 @@ import (
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/internal/policy"
-	"github.com/authmilter/authmilter/internal/resolver"
-	"github.com/authmilter/authmilter/internal/service"
-	"github.com/authmilter/authmilter/pkg/authres"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
-	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/engine"
 )
 
@@ -47,36 +40,16 @@ const servID = "mx.rcpt.test"
 type rig struct {
 	t    testing.TB
 	dns  *dnstest.Server
-	srv  *milter.Server
+	srv  *testmilter.Server
 	addr string
-	logs *lockedBuf
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4<<20 { // keep the last few MB only
-		l.b.Reset()
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *testmilter.Logs
 }
 
 // libLog catches go-milter's own log lines (it logs through the standard
 // log package), once per test binary.
 var (
 	libLogOnce sync.Once
-	libLog     = &lockedBuf{}
+	libLog     = &testmilter.Logs{Max: 4 << 20}
 )
 
 type rigOptions struct {
@@ -84,89 +57,32 @@ type rigOptions struct {
 	maxSessions int
 	budget      time.Duration
 	edit        func(*config.Config)
-	eopts       func(*engine.Options)
 }
 
 func newRig(t testing.TB, zone string, o rigOptions) *rig {
 	t.Helper()
 	libLogOnce.Do(func() { log.SetOutput(libLog) })
-	r := &rig{t: t, dns: dnstest.New(t, zone), logs: &lockedBuf{}}
-	cfg := config.Default()
-	cfg.AuthservID = servID
+	r := &rig{t: t, dns: dnstest.New(t, zone), logs: &testmilter.Logs{Max: 4 << 20}} // keep the last few MB only
+	cfg := testmilter.Config(servID, r.dns.Addr(), 500*time.Millisecond)
 	cfg.Policy.IgnoreHosts = []string{}
-	cfg.DNS.Servers = []string{r.dns.Addr()}
-	cfg.DNS.Timeout = config.Duration{Duration: 500 * time.Millisecond}
-	cfg.DNS.Attempts = 1
 	cfg.SPF.Timeout = config.Duration{Duration: 3 * time.Second}
 	if o.edit != nil {
 		o.edit(cfg)
 	}
-	if errs := cfg.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration, Attempts: cfg.DNS.Attempts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	eo := engine.Options{
-		SPF: cfg.SPF.Enabled, CheckHELO: cfg.SPF.CheckHELO, SPFTimeout: cfg.SPF.Timeout.Duration,
-		DKIM: cfg.DKIM.Enabled, DKIMOptions: dkimverify.Options{MinRSABits: cfg.DKIM.MinRSABits,
-			MaxSignatures: cfg.DKIM.MaxSignatures, ClockDrift: cfg.DKIM.ClockDrift.Duration},
-		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode), MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom),
-		MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains, MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,
-		MessageBudget: o.budget,
-	}
-	if o.eopts != nil {
-		o.eopts(&eo)
-	}
-	svc := &service.Service{AuthservID: cfg.AuthservID, Engine: engine.New(res, eo), Policy: pol, Log: lg}
+	lg := testmilter.Logger(r.logs, slog.LevelInfo)
+	svc := testmilter.NewService(t, cfg, lg, func(eo *engine.Options) { eo.MessageBudget = o.budget })
 	idle := o.idle
 	if idle == 0 {
 		idle = 5 * time.Second
 	}
-	r.srv = milter.NewServer(svc, milter.Options{IdleTimeout: idle, Log: lg, MaxSessions: o.maxSessions})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- r.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := r.srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("milter log (tail):\n%s", tail(r.logs.String(), 4000))
-		}
-	})
+	r.srv = testmilter.Serve(t, svc, milter.Options{IdleTimeout: idle, Log: lg, MaxSessions: o.maxSessions}, r.logs)
+	r.addr = r.srv.Addr
 	return r
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // client opens a go-milter client session (OPTNEG done), as Postfix would.
 func (r *rig) client() (*gomilter.ClientSession, error) {
-	c := gomilter.NewClientWithOptions("tcp", r.addr, gomilter.ClientOptions{
-		ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second,
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-	})
-	return c.Session()
+	return testmilter.Dial("tcp", r.addr, 20*time.Second)
 }
 
 type message struct {
@@ -181,62 +97,19 @@ func stdMessage(fromDomain string) message {
 		body:    []string{"hello\r\n"}}
 }
 
-type outcome struct {
-	mods []gomilter.ModifyAction
-	act  *gomilter.Action
-}
-
-// ar returns the A-R value we inserted, or "".
-func (o outcome) ar() string {
-	for _, m := range o.mods {
-		if m.Code == gomilter.ActInsertHeader && m.HeaderName == authres.HeaderName {
-			return m.HeaderValue
-		}
-	}
-	return ""
-}
-
 // send runs one whole message on s, ending with Abort as Postfix does.
-func send(s *gomilter.ClientSession, m message) (outcome, error) {
-	if err := s.Macros(gomilter.CodeConn, "j", servID); err != nil {
-		return outcome{}, err
-	}
-	fam := gomilter.FamilyInet
-	if strings.Contains(m.ip, ":") {
-		fam = gomilter.FamilyInet6
-	}
-	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return s.Conn("client.test", fam, 25, m.ip) },
-		func() (*gomilter.Action, error) { return s.Helo(m.helo) },
-		func() (*gomilter.Action, error) { return s.Mail("<"+m.from+">", nil) },
-		func() (*gomilter.Action, error) { return s.Rcpt("<rcpt@rcpt.test>", nil) },
-	}
-	for _, h := range m.headers {
-		steps = append(steps, func() (*gomilter.Action, error) { return s.HeaderField(h[0], h[1]) })
-	}
-	steps = append(steps, s.HeaderEnd)
+func send(s *gomilter.ClientSession, m message) (testmilter.Result, error) {
+	var body [][]byte
 	for _, b := range m.body {
-		steps = append(steps, func() (*gomilter.Action, error) { return s.BodyChunk([]byte(b)) })
+		body = append(body, []byte(b))
 	}
-	for i, step := range steps {
-		a, err := step()
-		if err != nil {
-			return outcome{}, fmt.Errorf("step %d: %w", i, err)
-		}
-		if a.Code != gomilter.ActContinue {
-			return outcome{act: a}, fmt.Errorf("step %d: action %c", i, a.Code)
-		}
-	}
-	mods, act, err := s.End()
-	if err != nil {
-		return outcome{}, fmt.Errorf("end: %w", err)
-	}
-	return outcome{mods: mods, act: act}, s.Abort()
+	return testmilter.Send(s, testmilter.Message{ConnMacros: []string{"j", servID}, Host: "client.test", IP: m.ip, HELO: m.helo,
+		From: m.from, Headers: m.headers, Body: body})
 }
 
 // sendOne opens a session, sends m, closes, and fails the test unless an
 // A-R came back: the daemon is still serving.
-func (r *rig) sendOne(t testing.TB, m message) outcome {
+func (r *rig) sendOne(t testing.TB, m message) testmilter.Result {
 	t.Helper()
 	s, err := r.client()
 	if err != nil {
@@ -247,8 +120,8 @@ func (r *rig) sendOne(t testing.TB, m message) outcome {
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	if !strings.HasPrefix(o.ar(), " "+servID+";") {
-		t.Fatalf("no A-R of ours: %+v", o.mods)
+	if !strings.HasPrefix(o.AR(), " "+servID+";") {
+		t.Fatalf("no A-R of ours: %+v", o.Mods)
 	}
 	return o
 }
@@ -386,7 +259,7 @@ func settle(t testing.TB, baseG, baseFD, slack int) {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("leak: goroutines %d (baseline %d), fds %d (baseline %d)\n%s", g, baseG, fd, baseFD, tail(string(buf), 20000))
+			t.Fatalf("leak: goroutines %d (baseline %d), fds %d (baseline %d)\n%s", g, baseG, fd, baseFD, testmilter.Tail(string(buf), 20000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -95,18 +95,18 @@ func TestRobustHeaderSafety(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs := checkAR(t, o.ar())
+			rs := checkAR(t, o.AR())
 			if tt.wantMail != "" && rs[0].Prop("smtp.mailfrom") != tt.wantMail {
 				t.Errorf("smtp.mailfrom %q, want %q", rs[0].Prop("smtp.mailfrom"), tt.wantMail)
 			}
-			if o.act.Code == gomilter.ActReplyCode {
-				text := o.act.SMTPText
-				if strings.ContainsAny(text, "\r\n\x00") || o.act.SMTPCode < 400 || o.act.SMTPCode > 599 {
-					t.Errorf("reply %d %q", o.act.SMTPCode, text)
+			if o.Action.Code == gomilter.ActReplyCode {
+				text := o.Action.SMTPText
+				if strings.ContainsAny(text, "\r\n\x00") || o.Action.SMTPCode < 400 || o.Action.SMTPCode > 599 {
+					t.Errorf("reply %d %q", o.Action.SMTPCode, text)
 				}
 			}
-			if strings.Contains(tt.name, "SPF fail") && o.act.Code != gomilter.ActReplyCode {
-				t.Errorf("want a reject reply, got %c", o.act.Code)
+			if strings.Contains(tt.name, "SPF fail") && o.Action.Code != gomilter.ActReplyCode {
+				t.Errorf("want a reject reply, got %c", o.Action.Code)
 			}
 		})
 	}
@@ -158,7 +158,7 @@ func TestRobustForgedARRemoved(t *testing.T) {
 	m.headers = append(headers, m.headers...)
 	o := r.sendOne(t, m)
 	var got []uint32
-	for _, md := range o.mods {
+	for _, md := range o.Mods {
 		if md.Code == gomilter.ActChangeHeader {
 			if !strings.EqualFold(md.HeaderName, authres.HeaderName) || md.HeaderValue != "" {
 				t.Errorf("unexpected change %+v", md)

@@ -35,7 +35,7 @@ func TestRobustLimits(t *testing.T) {
 			fields = append(fields, [2]string{"X-Filler", fmt.Sprintf(" %d", i)})
 		}
 		o := r.sendOne(t, message{ip: "192.0.2.1", helo: "mx.example.org", from: "alice@example.org", headers: fields, body: []string{body}})
-		rs := results(t, o.ar())
+		rs := results(t, o.AR())
 		if d := rs["dkim"]; len(d) != 1 || d[0].Value != "permerror" || !strings.Contains(d[0].Reason, "too large") {
 			t.Errorf("dkim %+v, want permerror (header block too large)", d)
 		}
@@ -49,13 +49,13 @@ func TestRobustLimits(t *testing.T) {
 		fields, body := signedMessage(t)
 		fields = append(fields, [2]string{"X-Big", " " + strings.Repeat("b", 3000)})
 		o := r.sendOne(t, message{ip: "192.0.2.1", helo: "mx.example.org", from: "alice@example.org", headers: fields, body: []string{body}})
-		if d := results(t, o.ar())["dkim"]; len(d) != 1 || d[0].Value != "permerror" {
+		if d := results(t, o.AR())["dkim"]; len(d) != 1 || d[0].Value != "permerror" {
 			t.Errorf("dkim %+v, want permerror (header block too large)", d)
 		}
 		// Under the limit the same message verifies.
 		r2 := newRig(t, signedZone(t), rigOptions{})
 		o = r2.sendOne(t, message{ip: "192.0.2.1", helo: "mx.example.org", from: "alice@example.org", headers: fields, body: []string{body}})
-		if d := results(t, o.ar())["dkim"]; len(d) != 1 || d[0].Value != "pass" {
+		if d := results(t, o.AR())["dkim"]; len(d) != 1 || d[0].Value != "pass" {
 			t.Errorf("under the limit: dkim %+v, want pass", d)
 		}
 	})
@@ -69,7 +69,7 @@ func TestRobustLimits(t *testing.T) {
 		before := r.dns.Queries()
 		o := r.sendOne(t, m)
 		queries := r.dns.Queries() - before
-		d := results(t, o.ar())["dkim"]
+		d := results(t, o.AR())["dkim"]
 		if len(d) != 7 {
 			t.Fatalf("%d dkim results, want all 7 reported", len(d))
 		}
@@ -96,7 +96,7 @@ func TestRobustLimits(t *testing.T) {
 		before := r.dns.Queries()
 		o := r.sendOne(t, m)
 		queries := r.dns.Queries() - before
-		dm := results(t, o.ar())["dmarc"]
+		dm := results(t, o.AR())["dmarc"]
 		if len(dm) != 1 || dm[0].Value != "permerror" {
 			t.Errorf("dmarc %+v, want permerror (evaluation incomplete)", dm)
 		}

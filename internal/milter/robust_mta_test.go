@@ -15,6 +15,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/authres"
 )
 
@@ -181,7 +182,7 @@ func TestRobustDisconnectEveryStage(t *testing.T) {
 	settle(t, baseG, baseFD, 5)
 	r.sendOne(t, stdMessage("sender.test"))
 	if s := libLog.String(); strings.Contains(s, "panic") {
-		t.Errorf("go-milter logged a panic:\n%s", tail(s, 4000))
+		t.Errorf("go-milter logged a panic:\n%s", testmilter.Tail(s, 4000))
 	}
 }
 
@@ -232,7 +233,7 @@ func TestRobustAbortMidBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ar := outcome{mods: mods}.ar()
+	ar := testmilter.Result{Mods: mods}.AR()
 	if !strings.Contains(ar, "spf=pass") || !strings.Contains(ar, "dkim=none") {
 		t.Errorf("second message A-R:\n%s", ar)
 	}
@@ -266,7 +267,7 @@ func TestRobustBodyWithoutHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ar := outcome{mods: mods}.ar()
+	ar := testmilter.Result{Mods: mods}.AR()
 	_, rs := authres.Parse(ar)
 	got := map[string]string{}
 	for _, x := range rs {
@@ -344,7 +345,7 @@ func TestRobustOutOfOrder(t *testing.T) {
 		})
 	}
 	if s := libLog.String() + r.logs.String(); strings.Contains(s, "panic") {
-		t.Errorf("panic logged:\n%s", tail(s, 4000))
+		t.Errorf("panic logged:\n%s", testmilter.Tail(s, 4000))
 	}
 	r.sendOne(t, stdMessage("sender.test"))
 }
@@ -423,7 +424,7 @@ func TestRobustSignedFixturePasses(t *testing.T) {
 	r := newRig(t, signedZone(t), rigOptions{})
 	fields, body := signedMessage(t)
 	o := r.sendOne(t, message{ip: "192.0.2.1", helo: "mx.example.org", from: "alice@example.org", headers: fields, body: []string{body}})
-	if ar := o.ar(); !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "header.s=rsa2048") {
+	if ar := o.AR(); !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "header.s=rsa2048") {
 		t.Errorf("A-R:\n%s", ar)
 	}
 }
