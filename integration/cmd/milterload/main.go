@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authmilter/authmilter/integration/internal/acked"
 	"github.com/authmilter/authmilter/internal/config"
 )
 
@@ -52,12 +52,12 @@ type options struct {
 	warmup   time.Duration // untimed run first (DNS caches warm)
 	timeout  time.Duration // per milter read/write
 	mtaHost  string
-	trace    io.Writer // when set, each message's replies and edits are written here
-	rate     float64   // messages per second over all sessions (0: as fast as they go)
-	drop     float64   // share of connections closed on purpose at a random packet
-	seed     uint64    // for -drop
-	acked    io.Writer // when set, "queue-id file verdict" of every acknowledged message
-	qidPre   string    // queue id prefix, to keep ids of several runs apart
+	trace    io.Writer     // when set, each message's replies and edits are written here
+	rate     float64       // messages per second over all sessions (0: as fast as they go)
+	drop     float64       // share of connections closed on purpose at a random packet
+	seed     uint64        // for -drop
+	acked    *acked.Writer // when set, gets every acknowledged message
+	qidPre   string        // queue id prefix, to keep ids of several runs apart
 }
 
 // Latency summarises a latency distribution in milliseconds.
@@ -156,21 +156,17 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		o.trace = stderr
 	}
 	if *ackedPath != "" {
-		f, err := os.OpenFile(*ackedPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := acked.Append(*ackedPath)
 		if err != nil {
 			fmt.Fprintln(stderr, "milterload:", err)
 			return 1
 		}
-		bw := bufio.NewWriterSize(f, 64<<10)
 		defer func() {
-			if err := bw.Flush(); err != nil {
-				fmt.Fprintln(stderr, "milterload:", err)
-			}
 			if err := f.Close(); err != nil {
 				fmt.Fprintln(stderr, "milterload:", err)
 			}
 		}()
-		o.acked = bw
+		o.acked = f.Writer
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -352,9 +348,9 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 			}
 			out, err := c.send(m)
 			if out.acked && o.acked != nil {
-				ackedMu.Lock()
-				fmt.Fprintf(o.acked, "%s\t%s\t%s\n", out.queueID, m.file, verdictNames[out.verdict])
-				ackedMu.Unlock()
+				if err := o.acked.Write(acked.Entry{QueueID: out.queueID, File: m.file, Verdict: verdictNames[out.verdict]}); err != nil {
+					fail(err)
+				}
 			}
 			if err != nil && !(out.acked && errors.Is(err, errDropped)) {
 				fail(err)
@@ -400,7 +396,7 @@ func session(ctx context.Context, o options, pl *plan, st *sessionStats, port ui
 	}
 }
 
-var traceMu, ackedMu sync.Mutex
+var traceMu sync.Mutex
 
 // packetEstimate is about how many packets a connection carrying msgs
 // sends to each milter (macros and event per step, body chunks, Abort),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/authmilter/authmilter/integration/internal/acked"
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/milter"
@@ -360,9 +361,9 @@ func TestDrop(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n, perConn = 90, 3
-			var acked bytes.Buffer
+			var ackedBuf bytes.Buffer
 			o := options{milters: specs(t, tc.socks...), corpus: corpus, sessions: 3, perConn: perConn, count: n,
-				timeout: 10 * time.Second, mtaHost: "mx.rcpt.test", drop: tc.drop, seed: 7, acked: &acked}
+				timeout: 10 * time.Second, mtaHost: "mx.rcpt.test", drop: tc.drop, seed: 7, acked: acked.NewWriter(&ackedBuf)}
 			r, err := run(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
@@ -386,23 +387,17 @@ func TestDrop(t *testing.T) {
 			if r.Connections == 0 || r.Messages == 0 {
 				t.Errorf("%d connections opened, %d messages checked: every drop came first", r.Connections, r.Messages)
 			}
-			lines := strings.Split(strings.TrimSuffix(acked.String(), "\n"), "\n")
-			if acked.Len() == 0 {
-				lines = nil
+			entries, err := acked.Read(&ackedBuf, "acked") // also: no queue id twice
+			if err != nil {
+				t.Fatal(err)
 			}
-			if int64(len(lines)) != r.Messages {
-				t.Errorf("%d acknowledged lines, %d messages", len(lines), r.Messages)
+			if int64(len(entries)) != r.Messages {
+				t.Errorf("%d acknowledged lines, %d messages", len(entries), r.Messages)
 			}
-			seen := map[string]bool{}
-			for _, l := range lines {
-				f := strings.Split(l, "\t")
-				if len(f) != 3 || len(f[0]) != 11 || !strings.HasSuffix(f[1], ".eml") || r.Verdicts[f[2]] == 0 {
-					t.Errorf("acked line %q", l)
+			for _, e := range entries {
+				if len(e.QueueID) != 11 || !strings.HasSuffix(e.File, ".eml") || r.Verdicts[e.Verdict] == 0 {
+					t.Errorf("acked line %+v", e)
 				}
-				if seen[f[0]] {
-					t.Errorf("queue id %s twice", f[0])
-				}
-				seen[f[0]] = true
 			}
 			// The milter is unharmed: a run without drops is clean.
 			o.drop, o.acked = 0, nil

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authmilter/authmilter/integration/internal/acked"
 	"github.com/authmilter/authmilter/internal/store"
 )
 
@@ -133,7 +134,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func check(ctx context.Context, corpus, acked, state, samples, maxRep, loadRep string) (*Summary, error) {
+func check(ctx context.Context, corpus, ackedPath, state, samples, maxRep, loadRep string) (*Summary, error) {
 	s := &Summary{}
 	ruaDomains, err := ruaPolicies(filepath.Join(corpus, "zone.txt"))
 	if err != nil {
@@ -145,32 +146,20 @@ func check(ctx context.Context, corpus, acked, state, samples, maxRep, loadRep s
 	}
 	// Queue id -> whether a record is expected.
 	want := map[string]bool{}
-	f, err := os.Open(acked)
+	entries, err := acked.ReadFile(ackedPath) // also: no queue id twice
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		cols := strings.Split(sc.Text(), "\t")
-		if len(cols) != 3 {
-			return nil, fmt.Errorf("%s line %d: want queue-id, file, verdict", acked, n)
-		}
-		from, ok := fromOf[cols[1]]
+	for n, e := range entries {
+		from, ok := fromOf[e.File]
 		if !ok {
-			return nil, fmt.Errorf("%s line %d: %s is not in the corpus", acked, n, cols[1])
-		}
-		if _, dup := want[cols[0]]; dup {
-			return nil, fmt.Errorf("%s line %d: queue id %s acknowledged twice", acked, n, cols[0])
+			return nil, fmt.Errorf("%s line %d: %s is not in the corpus", ackedPath, n+1, e.File)
 		}
 		s.Acked++
-		want[cols[0]] = hasRUA(ruaDomains, from)
-		if want[cols[0]] {
+		want[e.QueueID] = hasRUA(ruaDomains, from)
+		if want[e.QueueID] {
 			s.Expected++
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
 	}
 	if s.Expected == 0 {
 		return nil, errors.New("no acknowledged message has a record to check: wrong corpus or an empty run")
