@@ -15,6 +15,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -106,25 +107,9 @@ attempts = 1
 dir = "%s"
 `, port, sock, dns.Addr(), filepath.Join(dir, "store"))), 0o600)
 
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	p := startProc(t, bin, "serve", "-config", cfg)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatalf("milter did not start: %s", logs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	p.waitListening(addr)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
 		t.Errorf("unix socket: %v %v", fi, err)
 	}
@@ -135,68 +120,46 @@ dir = "%s"
 	s := dial(t, "tcp", addr)
 	done := make(chan string, 1)
 	go func() {
-		mods, act, err := sendOne(s)
+		r, err := testmilter.Send(s, senderMessage("192.0.2.1", "sender.test", "rcpt.test"))
 		if err != nil {
 			done <- "error: " + err.Error()
 			return
 		}
-		for _, m := range mods {
-			if m.HeaderName == "Authentication-Results" {
-				done <- fmt.Sprintf("%c %s", act.Code, m.HeaderValue)
-				return
-			}
+		if ar := r.AR(); ar != "" {
+			done <- fmt.Sprintf("%c %s", r.Action.Code, ar)
+			return
 		}
 		done <- "no header"
 	}()
 	time.Sleep(300 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.signal(syscall.SIGTERM)
 	got := <-done
 	if !strings.HasPrefix(got, "c ") || !strings.Contains(got, "dmarc=temperror") {
 		t.Errorf("message in flight got %q", got)
 	}
-	err := cmd.Wait()
-	if err != nil {
-		t.Errorf("exit: %v\n%s", err, logs.String())
+	if err := p.wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, p.logs.String())
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket file left behind: %v", err)
 	}
-	if !strings.Contains(logs.String(), "shutting down") || !strings.Contains(logs.String(), "stopped") {
-		t.Errorf("log: %s", logs.String())
+	if !strings.Contains(p.logs.String(), "shutting down") || !strings.Contains(p.logs.String(), "stopped") {
+		t.Errorf("log: %s", p.logs.String())
 	}
 }
 
 func dial(t *testing.T, network, addr string) *gomilter.ClientSession {
 	t.Helper()
-	c := gomilter.NewClientWithOptions(network, addr, gomilter.ClientOptions{
-		ReadTimeout: 20 * time.Second, WriteTimeout: 5 * time.Second,
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-	})
-	s, err := c.Session()
+	s, err := testmilter.Dial(network, addr, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func sendOne(s *gomilter.ClientSession) ([]gomilter.ModifyAction, *gomilter.Action, error) {
-	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) {
-			return s.Conn("mx.sender.test", gomilter.FamilyInet, 25, "192.0.2.1")
-		},
-		func() (*gomilter.Action, error) { return s.Helo("mx.sender.test") },
-		func() (*gomilter.Action, error) { return s.Mail("<a@sender.test>", nil) },
-		func() (*gomilter.Action, error) { return s.Rcpt("<b@rcpt.test>", nil) },
-		func() (*gomilter.Action, error) { return s.HeaderField("From", " a@sender.test") },
-		func() (*gomilter.Action, error) { return s.HeaderEnd() },
-		func() (*gomilter.Action, error) { return s.BodyChunk([]byte("hello\r\n")) },
-	}
-	for _, st := range steps {
-		if _, err := st(); err != nil {
-			return nil, nil, err
-		}
-	}
-	return s.End()
+// senderMessage is one short message from a@domain at ip (HELO
+// mx.domain) to b@rcptDomain, ended without Abort.
+func senderMessage(ip, domain, rcptDomain string, extra ...[2]string) testmilter.Message {
+	return testmilter.Message{Host: "mx." + domain, IP: ip, HELO: "mx." + domain, From: "a@" + domain, Rcpt: "b@" + rcptDomain,
+		Headers: append([][2]string{{"From", " a@" + domain}}, extra...), Body: [][]byte{[]byte("hello\r\n")}, NoAbort: true}
 }

@@ -7,18 +7,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
 const reloadZone = `
@@ -28,29 +26,10 @@ _dmarc.sender.test.   300 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@sender.te
 
 // daemonProc is the real binary running `serve`.
 type daemonProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	logs    *lockedBuffer
+	*proc
 	cfgPath string
 	milter  string // 127.0.0.1:PORT
 	metrics string // 127.0.0.1:PORT
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startDaemon writes cfg (a format string taking the milter port, the
@@ -59,22 +38,13 @@ func (l *lockedBuffer) String() string {
 func startDaemon(t *testing.T, bin string, dns *dnstest.Server, cfg string) *daemonProc {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemonProc{t: t, logs: &lockedBuffer{}, cfgPath: filepath.Join(dir, "am.toml")}
+	d := &daemonProc{cfgPath: filepath.Join(dir, "am.toml")}
 	mport, hport := freePort(t), freePort(t)
 	d.milter, d.metrics = fmt.Sprintf("127.0.0.1:%d", mport), fmt.Sprintf("127.0.0.1:%d", hport)
-	d.write(fmt.Sprintf(cfg, mport, hport, dns.Addr(), filepath.Join(dir, "state")))
-	d.cmd = exec.Command(bin, "serve", "-config", d.cfgPath)
-	d.cmd.Stderr = d.logs
-	if err := d.cmd.Start(); err != nil {
+	if err := os.WriteFile(d.cfgPath, []byte(fmt.Sprintf(cfg, mport, hport, dns.Addr(), filepath.Join(dir, "state"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		d.cmd.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.logs.String())
-		}
-	})
+	d.proc = startProc(t, bin, "serve", "-config", d.cfgPath)
 	d.waitLog("authmilter started", 1)
 	return d
 }
@@ -89,26 +59,14 @@ func (d *daemonProc) write(cfg string) {
 // waitLog waits until the log holds n lines containing s.
 func (d *daemonProc) waitLog(s string, n int) {
 	d.t.Helper()
-	for i := 0; strings.Count(d.logs.String(), s) < n; i++ {
-		if i > 800 || d.cmd.ProcessState != nil {
-			d.t.Fatalf("log never had %d× %q:\n%s", n, s, d.logs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (d *daemonProc) signal(s syscall.Signal) {
-	d.t.Helper()
-	if err := d.cmd.Process.Signal(s); err != nil {
-		d.t.Fatal(err)
-	}
+	d.waitUntil(fmt.Sprintf("had %d× %q in the log", n, s), func() bool { return strings.Count(d.logs.String(), s) >= n })
 }
 
 // stop ends the daemon with SIGTERM and checks it exits 0.
 func (d *daemonProc) stop() {
 	d.t.Helper()
 	d.signal(syscall.SIGTERM)
-	if err := d.cmd.Wait(); err != nil {
+	if err := d.wait(); err != nil {
 		d.t.Errorf("exit: %v", err)
 	}
 }
@@ -146,10 +104,7 @@ func (d *daemonProc) milterConn() *gomilter.ClientSession {
 	d.t.Helper()
 	s := dial(d.t, "tcp", d.milter)
 	d.t.Cleanup(func() { s.Close() })
-	if _, err := s.Conn("mx.sender.test", gomilter.FamilyInet, 25, "192.0.2.1"); err != nil {
-		d.t.Fatal(err)
-	}
-	if _, err := s.Helo("mx.sender.test"); err != nil {
+	if err := testmilter.Connect(s, nil, "mx.sender.test", "192.0.2.1", "mx.sender.test"); err != nil {
 		d.t.Fatal(err)
 	}
 	return s
@@ -159,16 +114,10 @@ func (d *daemonProc) milterConn() *gomilter.ClientSession {
 // returns the Authentication-Results we got ("" for none).
 func beginMessage(t *testing.T, s *gomilter.ClientSession) {
 	t.Helper()
-	for _, st := range []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return s.Mail("<a@sender.test>", nil) },
-		func() (*gomilter.Action, error) { return s.Rcpt("<b@rcpt.test>", nil) },
-		func() (*gomilter.Action, error) { return s.HeaderField("From", " a@sender.test") },
-		func() (*gomilter.Action, error) { return s.HeaderEnd() },
-		func() (*gomilter.Action, error) { return s.BodyChunk([]byte("hello\r\n")) },
-	} {
-		if _, err := st(); err != nil {
-			t.Fatal(err)
-		}
+	m := senderMessage("", "sender.test", "rcpt.test")
+	m.NoEnd = true
+	if _, err := testmilter.Send(s, m); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -181,12 +130,7 @@ func endMessage(t *testing.T, s *gomilter.ClientSession) string {
 	if err := s.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range mods {
-		if m.HeaderName == "Authentication-Results" {
-			return m.HeaderValue
-		}
-	}
-	return ""
+	return testmilter.Result{Mods: mods}.AR()
 }
 
 const reloadConfig = `authserv_id = "mx.rcpt.test"

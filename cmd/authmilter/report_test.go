@@ -5,20 +5,17 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	gomilter "github.com/emersion/go-milter"
-
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/reportmail/smtptest"
 	"github.com/authmilter/authmilter/internal/store"
+	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/report"
 	"github.com/authmilter/authmilter/pkg/report/reporttest"
 )
@@ -73,25 +70,9 @@ timeout = "10s"
 		t.Fatal(err)
 	}
 
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	serve := startProc(t, bin, "serve", "-config", cfg)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatalf("milter did not start: %s", logs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	serve.waitListening(addr)
 	sent := map[string]int{}
 	for i, m := range []struct{ ip, domain string }{
 		{"192.0.2.1", "a.test"}, {"192.0.2.1", "a.test"}, {"192.0.2.7", "a.test"},
@@ -99,17 +80,15 @@ timeout = "10s"
 		{"192.0.2.1", "b.test"}, {"198.51.100.1", "b.test"},
 	} {
 		s := dial(t, "tcp", addr)
-		if _, _, err := sendFrom(s, m.ip, m.domain, i); err != nil {
+		if _, err := testmilter.Send(s, senderMessage(m.ip, m.domain, "receiver.test", [2]string{"Subject", fmt.Sprintf(" message %d", i)})); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		s.Close()
 		sent[m.domain]++
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("serve: %v\n%s", err, logs.String())
+	serve.signal(syscall.SIGTERM)
+	if err := serve.wait(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, serve.logs.String())
 	}
 
 	// The day of the messages has ended: report as of tomorrow 01:00 UTC.
@@ -158,26 +137,6 @@ timeout = "10s"
 	if code := cmdReport([]string{"-config", cfg, "-now", now}, &out, &errb); code != 0 || len(sink.Messages()) != 2 {
 		t.Errorf("second run: exit %d, %d mails in all (want 2)\n%s", code, len(sink.Messages()), out.String())
 	}
-}
-
-// sendFrom sends one message from MAIL FROM and From in domain, from ip.
-func sendFrom(s *gomilter.ClientSession, ip, domain string, n int) ([]gomilter.ModifyAction, *gomilter.Action, error) {
-	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return s.Conn("mx."+domain, gomilter.FamilyInet, 25, ip) },
-		func() (*gomilter.Action, error) { return s.Helo("mx." + domain) },
-		func() (*gomilter.Action, error) { return s.Mail("<a@"+domain+">", nil) },
-		func() (*gomilter.Action, error) { return s.Rcpt("<b@receiver.test>", nil) },
-		func() (*gomilter.Action, error) { return s.HeaderField("From", " a@"+domain) },
-		func() (*gomilter.Action, error) { return s.HeaderField("Subject", fmt.Sprintf(" message %d", n)) },
-		func() (*gomilter.Action, error) { return s.HeaderEnd() },
-		func() (*gomilter.Action, error) { return s.BodyChunk([]byte("hello\r\n")) },
-	}
-	for _, st := range steps {
-		if _, err := st(); err != nil {
-			return nil, nil, err
-		}
-	}
-	return s.End()
 }
 
 func TestReportFlags(t *testing.T) {
@@ -249,22 +208,11 @@ delay = "0s"
 [report.smtp]
 port = %d
 `, freePort(t), dns.Addr(), dir, sink.Port())), 0o600)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	for i := 0; len(sink.Messages()) == 0; i++ {
-		if i > 1000 {
-			t.Fatalf("no report mail from serve:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("serve: %v\n%s", err, logs.String())
+	serve := startProc(t, bin, "serve", "-config", cfg)
+	serve.waitUntil("sent a report mail", func() bool { return len(sink.Messages()) > 0 })
+	serve.signal(syscall.SIGTERM)
+	if err := serve.wait(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, serve.logs.String())
 	}
 	ms := sink.Messages()
 	if len(ms) != 1 || ms[0].To != "dmarc@a.test" {
