@@ -10,8 +10,8 @@ import (
 )
 
 // Aborting messages with two signatures in the middle of the body (a
-// connection dropped by the MTA) leaves no goroutine behind: go-msgauth's
-// per-signature goroutines end too.
+// connection dropped by the MTA) leaves no goroutine behind: the key
+// lookups end.
 func TestAbortMidBodyLeavesNoGoroutines(t *testing.T) {
 	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
 	header, body := splitMessage(t, readFile(t, "two-signatures-one-broken.eml"))

@@ -2,24 +2,29 @@
 // message while its body streams through the milter, and returns one plain
 // Result per signature for the Authentication-Results header and for DMARC.
 //
-// The cryptography and canonicalization are go-msgauth's (dkim.VerifyWithOptions,
-// fed through an io.Pipe); this package adds what a receiving MTA needs
-// around it: the message's context for key lookups, RFC 8301 policy (no
-// rsa-sha1, a configurable minimum RSA key size), x=/t= checks against a
-// configurable clock with drift, a cap on verified signatures that still
-// reports the others, and statuses named as in RFC 8601 §2.7.1.
+// It is a streaming verifier of its own: Start parses the signatures
+// (RFC 6376 §3.5) and starts their key lookups (§3.6.2) at once; Write feeds
+// each body chunk, on the caller's goroutine and without copying it, to one
+// canonicalising SHA-256 per body canonicalisation in use (§3.4.3, §3.4.4);
+// Results compares the body hashes, builds each header hash (§3.7) and checks
+// the signature: rsa-sha256 (§3.3) or ed25519-sha256 (RFC 8463). Around that
+// sit what a receiving MTA needs: the message's context for key lookups,
+// RFC 8301 policy (no rsa-sha1, a configurable minimum RSA key size), x=/t=
+// checks against a configurable clock with drift, a cap on verified
+// signatures that still reports the others, and statuses named as in
+// RFC 8601 §2.7.1.
 package dkimverify
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-msgauth/dkim"
 )
 
 // Status is a DKIM result as named by RFC 8601 §2.7.1.
@@ -104,174 +109,168 @@ type TXTResolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
+// bodyHash is one canonicalising body hasher, shared by the signatures with
+// the same body canonicalisation (all hash with SHA-256).
+type bodyHash struct {
+	h   hash.Hash
+	c   bodyCanon
+	sum []byte
+}
+
 // Verifier verifies one message. It is fed by one goroutine (Write, then
 // Results or Abort); it is not for concurrent Writes.
 type Verifier struct {
 	opts   Options
-	sigs   []sigTags
-	keys   *keyLookups
-	pw     *io.PipeWriter
+	sigs   []*signature
+	fields []hfield
+	bodies [2]*bodyHash // [0] simple, [1] relaxed; nil if unused
+	keys   []*keyLookup
 	cancel context.CancelFunc
-	done   chan struct{}
 
-	// Set by the verification goroutine before done is closed.
-	verifs []*dkim.Verification
-	err    error
+	aborted atomic.Bool
+	ended   bool  // Results has closed the body
+	broken  error // a panic while hashing the body
 
-	endOnce    sync.Once
 	resultOnce sync.Once
 	results    []Result
 }
 
 // Start begins verification of a message whose complete header block (each
 // field "Name:value\r\n" byte-exact, see AppendField, then the empty line
-// "\r\n") is header. The header is copied. If it has no DKIM-Signature field,
-// no goroutine is started and Results returns nil (the caller reports
-// dkim=none). Otherwise key lookups start at once, through r, bound to ctx,
-// and the caller must end with Results or Abort, or the goroutine leaks.
-//
-// Write blocks while go-msgauth waits for a key (it looks keys up before
-// hashing the body): at most the resolver's timeout × attempts, well within
-// Postfix's 300 s milter_content_timeout.
+// "\r\n") is header. The header is copied. If it has no DKIM-Signature
+// field, nothing is started and Results returns nil (the caller reports
+// dkim=none). Otherwise the key lookups start at once, one goroutine per
+// distinct key name, bound to ctx; the caller must end with Results or
+// Abort, which cancel them.
 func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verifier {
 	v := &Verifier{opts: o.withDefaults()}
-	for _, sv := range signatureValues(header) {
-		v.sigs = append(v.sigs, parseSignature(sv))
+	values := signatureValues(header)
+	if len(values) == 0 {
+		return v
 	}
-	if len(v.sigs) == 0 {
+	v.sigs = make([]*signature, len(values))
+	toVerify := 0
+	for i, val := range values {
+		s := &signature{sigTags: parseSignature(val), field: -1}
+		v.sigs[i] = s
+		v.checkSignature(s, val)
+		if s.early != nil {
+			continue
+		}
+		if toVerify >= v.opts.MaxSignatures {
+			// RFC 6376 §6.1 lets a verifier limit the signatures it
+			// checks; they are still reported so that nothing vanishes.
+			s.early = &verdict{StatusPolicy, "not verified: too many signatures", ErrTooManySignatures}
+			continue
+		}
+		toVerify++
+	}
+	if toVerify == 0 {
 		return v
 	}
 
-	hdr := make([]byte, 0, len(header)+4)
-	hdr = append(hdr, header...)
-	switch {
-	case bytes.HasSuffix(hdr, []byte("\r\n\r\n")) || bytes.Equal(hdr, []byte("\r\n")):
-	case bytes.HasSuffix(hdr, []byte("\r\n")):
-		hdr = append(hdr, '\r', '\n')
-	default:
-		hdr = append(hdr, "\r\n\r\n"...)
+	ctx, v.cancel = context.WithCancel(ctx)
+	byName := make(map[string]*keyLookup, toVerify)
+	for _, s := range v.sigs {
+		if s.early != nil {
+			continue
+		}
+		if _, ok := byName[s.keyName]; !ok {
+			k := &keyLookup{name: s.keyName, done: make(chan struct{})}
+			byName[s.keyName] = k
+			v.keys = append(v.keys, k)
+			go k.run(ctx, r)
+		}
+		i := 0
+		if s.relaxedBody {
+			i = 1
+		}
+		if v.bodies[i] == nil {
+			b := &bodyHash{h: sha256.New()}
+			b.c = bodyCanon{h: b.h, relaxed: s.relaxedBody}
+			v.bodies[i] = b
+		}
 	}
 
-	ctx, v.cancel = context.WithCancel(ctx)
-	v.keys = &keyLookups{ctx: ctx, r: r, answers: make(map[string]keyAnswer)}
-	v.done = make(chan struct{})
-	pr, pw := io.Pipe()
-	v.pw = pw
-	go v.run(&msgReader{hdr: hdr, pr: pr}, pr)
+	// The fields, from a copy of the header (the caller may reuse it),
+	// and which of them is each signature.
+	v.fields = headerFields(append([]byte(nil), header...))
+	n := 0
+	for i, f := range v.fields {
+		if strings.EqualFold(f.name, "DKIM-Signature") && n < len(v.sigs) {
+			v.sigs[n].field = i
+			n++
+		}
+	}
 	return v
 }
 
-// msgReader is the header block, then the body from the pipe. go-msgauth
-// reads the header through a bufio.Reader and then io.Copies the body,
-// which reaches WriteTo: io.MultiReader's allocated a 32 KiB buffer per
-// message, ours comes from a pool.
-type msgReader struct {
-	hdr []byte
-	pr  *io.PipeReader
-}
-
-func (m *msgReader) Read(p []byte) (int, error) {
-	if len(m.hdr) > 0 {
-		n := copy(p, m.hdr)
-		m.hdr = m.hdr[n:]
-		return n, nil
+// Write passes a chunk of the body (CRLF line ends, as received) to the
+// body hashers, on the caller's goroutine, without copying it. It never
+// fails: after Results or Abort it discards.
+func (v *Verifier) Write(body []byte) (int, error) {
+	if v.ended || v.broken != nil || v.aborted.Load() {
+		return len(body), nil
 	}
-	return m.pr.Read(p)
-}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (m *msgReader) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	if len(m.hdr) > 0 {
-		k, err := w.Write(m.hdr)
-		n += int64(k)
-		m.hdr = m.hdr[k:]
-		if err != nil {
-			return n, err
-		}
-	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	for {
-		k, rerr := m.pr.Read(buf)
-		if k > 0 {
-			wk, werr := w.Write(buf[:k])
-			n += int64(wk)
-			if werr != nil {
-				return n, werr
-			}
-			if wk != k {
-				return n, io.ErrShortWrite
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-}
-
-func (v *Verifier) run(msg io.Reader, pr *io.PipeReader) {
 	defer func() {
 		if p := recover(); p != nil {
-			v.verifs, v.err = nil, fmt.Errorf("%w: panic: %v", ErrInternal, p)
+			v.broken = fmt.Errorf("%w: panic while hashing the body: %v", ErrInternal, p)
 		}
-		// Verification may end before the body does (a permerror found
-		// before hashing): closing the reader makes later Writes return at
-		// once instead of blocking.
-		pr.CloseWithError(errDone)
-		close(v.done)
 	}()
-	v.verifs, v.err = dkim.VerifyWithOptions(msg, &dkim.VerifyOptions{
-		LookupTXT:        v.keys.lookup,
-		MaxVerifications: v.opts.MaxSignatures,
-	})
-}
-
-var errDone = errors.New("dkimverify: verification finished")
-
-// Write passes a chunk of the body (CRLF line ends, as received). It blocks
-// until the verifier has consumed the chunk, so memory stays bounded; it
-// never fails: after the verification has ended or failed it discards.
-func (v *Verifier) Write(body []byte) (int, error) {
-	if v.pw != nil {
-		_, _ = v.pw.Write(body) // an error only means nobody reads any more
+	for _, b := range v.bodies {
+		if b != nil {
+			b.c.Write(body)
+		}
 	}
 	return len(body), nil
 }
 
-// Results ends the body, waits for the verification and returns one Result
+// Results ends the body, waits for the key lookups and returns one Result
 // per DKIM-Signature field, in header order; nil if there was none.
 func (v *Verifier) Results() []Result {
-	if v.pw == nil {
+	if len(v.sigs) == 0 {
 		return nil
 	}
-	v.endOnce.Do(func() { _ = v.pw.Close() })
-	<-v.done
-	v.cancel()
-	v.resultOnce.Do(v.buildResults)
+	v.resultOnce.Do(func() {
+		v.finishBody()
+		for _, k := range v.keys {
+			<-k.done
+		}
+		if v.cancel != nil {
+			v.cancel()
+		}
+		v.buildResults()
+	})
 	out := make([]Result, len(v.results))
 	copy(out, v.results)
 	return out
 }
 
-// Abort releases the verification of a message that will not be finished:
-// key lookups are cancelled and the body reader sees an error, so the
-// goroutine ends soon without Results being called. Abort does not wait.
-func (v *Verifier) Abort() {
-	if v.pw == nil {
+func (v *Verifier) finishBody() {
+	v.ended = true
+	if v.broken != nil || v.aborted.Load() {
 		return
 	}
-	v.cancel()
-	// End the body normally, not with an error: go-msgauth v0.7.0's
-	// parallelVerify returns on a read error without closing its
-	// per-signature pipes, which leaves one goroutine per signature blocked
-	// forever (seen in the soak run with dropped connections). With EOF it
-	// finishes quickly (the key lookups are cancelled) and every goroutine
-	// ends; the results are thrown away.
-	v.endOnce.Do(func() { _ = v.pw.Close() })
+	defer func() {
+		if p := recover(); p != nil {
+			v.broken = fmt.Errorf("%w: panic while hashing the body: %v", ErrInternal, p)
+		}
+	}()
+	for _, b := range v.bodies {
+		if b != nil {
+			b.c.Close()
+			b.sum = b.h.Sum(nil)
+		}
+	}
+}
+
+// Abort releases the verification of a message that will not be finished:
+// the key lookups are cancelled and later Writes are discarded. Abort does
+// not wait; Results after Abort reports the unfinished signatures as
+// temperror.
+func (v *Verifier) Abort() {
+	v.aborted.Store(true)
+	if v.cancel != nil {
+		v.cancel()
+	}
 }

@@ -33,10 +33,10 @@ type field struct {
 	value string
 }
 
-// splitHeader cuts a header block into fields the way go-msgauth does
-// (continuation lines start with SP or HTAB, RFC 5322 §2.2.3), so that the
-// n-th DKIM-Signature found here is the n-th one go-msgauth verifies. It stops
-// at the first empty line.
+// splitHeader cuts a header block into fields (continuation lines start
+// with SP or HTAB, RFC 5322 §2.2.3); it stops at the first empty line. It is
+// the reference the faster signatureValues and headerFields are tested
+// against: the n-th DKIM-Signature value is the n-th signature field.
 func splitHeader(h []byte) []field {
 	var fields []field
 	for len(h) > 0 {
@@ -102,8 +102,8 @@ func signatureValues(h []byte) []string {
 	return vals
 }
 
-// sigTags is what this package reads itself from a DKIM-Signature field, for
-// reporting and for the checks go-msgauth does not make.
+// sigTags is what is reported of a DKIM-Signature field, read leniently so
+// that even a malformed signature is reported with its d=, s= and b=.
 type sigTags struct {
 	domain     string // d=, whitespace removed, case kept
 	identifier string // i=
@@ -116,7 +116,7 @@ type sigTags struct {
 }
 
 // parseTags reads a tag=value list (RFC 6376 §3.2). It is lenient on purpose:
-// malformed lists are go-msgauth's to reject (as permerror); this only
+// malformed lists are parseTagList's to reject (as permerror); this only
 // collects what can be reported.
 func parseTags(s string) map[string]string {
 	tags := make(map[string]string)
@@ -164,12 +164,6 @@ func parseSignature(value string) sigTags {
 		st.x, st.hasX, st.badTime = n, err == nil, st.badTime || err != nil
 	}
 	return st
-}
-
-// keyName is the DNS name go-msgauth queries for this signature
-// (RFC 6376 §3.6.2.1), lowercased for use as a map key.
-func (st sigTags) keyName() string {
-	return strings.ToLower(st.selector + "._domainkey." + st.domain)
 }
 
 // unixTime converts seconds to a time, clamping values that time.Unix cannot

@@ -7,7 +7,7 @@ import (
 )
 
 // signatureValues must find the same DKIM-Signature values as splitHeader,
-// which cuts fields the way go-msgauth does.
+// the reference field splitter.
 func signaturesBySplit(h []byte) []string {
 	var out []string
 	for _, f := range splitHeader(h) {

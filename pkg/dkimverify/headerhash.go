@@ -1,0 +1,176 @@
+package dkimverify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"strings"
+)
+
+// hfield is one header field for the header hash: its name (trimmed, for
+// matching h=) and its raw bytes with every line ended by CRLF.
+type hfield struct {
+	name string
+	raw  []byte
+}
+
+// headerFields cuts a header block into fields as splitHeader does
+// (continuation lines start with SP or HTAB; it stops at the first empty
+// line), keeping each field's bytes. A line ended by a bare LF is ended by
+// CRLF in raw, as the signer is assumed to have seen it. The fields share
+// the block's memory where it already uses CRLF.
+func headerFields(h []byte) []hfield {
+	var fields []hfield
+	start := -1 // start of the current field in h
+	fixed := false
+	var fix []byte // the current field with its line ends fixed, if needed
+	end := func(at int) {
+		if start < 0 {
+			return
+		}
+		raw := h[start:at]
+		if fixed {
+			raw = fix
+		}
+		name, _, _ := bytes.Cut(raw, []byte(":"))
+		fields = append(fields, hfield{name: string(bytes.TrimSpace(name)), raw: raw})
+		start, fixed, fix = -1, false, nil
+	}
+	pos := 0
+	for pos < len(h) {
+		line := h[pos:]
+		next := len(h)
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, next = line[:i+1], pos+i+1
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if len(trimmed) == 0 {
+			break
+		}
+		if !((trimmed[0] == ' ' || trimmed[0] == '\t') && len(fields)+btoi(start >= 0) > 0) {
+			end(pos)
+			start = pos
+		}
+		if start >= 0 {
+			// Does this line need its line end fixed?
+			bareLF := line[len(line)-1] == '\n' && (len(line) < 2 || line[len(line)-2] != '\r')
+			noEnd := line[len(line)-1] != '\n'
+			if (bareLF || noEnd) && !fixed {
+				fixed = true
+				fix = append([]byte(nil), h[start:pos]...)
+			}
+			if fixed {
+				l := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+				fix = append(append(fix, l...), '\r', '\n')
+			}
+		}
+		pos = next
+	}
+	end(pos)
+	return fields
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// appendCanonField appends a header field canonicalised (RFC 6376 §3.4.1
+// simple: unchanged; §3.4.2 relaxed: name lowercased, folds unfolded,
+// whitespace runs one SP, no whitespace at the end of the value or around
+// the colon), ending with CRLF.
+func appendCanonField(dst, raw []byte, relaxed bool) []byte {
+	if !relaxed {
+		return append(dst, raw...)
+	}
+	name, value, ok := bytes.Cut(raw, []byte(":"))
+	if !ok {
+		name, value = raw, nil
+	}
+	for _, c := range bytes.TrimFunc(name, isFWSRune) {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	dst = append(dst, ':')
+	pending, any := false, false
+	for _, c := range value {
+		if isFWS(c) {
+			pending = true
+			continue
+		}
+		if pending && any {
+			dst = append(dst, ' ')
+		}
+		pending, any = false, true
+		dst = append(dst, c)
+	}
+	return append(dst, '\r', '\n')
+}
+
+func isFWSRune(r rune) bool { return r < 0x80 && isFWS(byte(r)) }
+
+// withoutB returns the DKIM-Signature field raw with the value of its b=
+// tag, and the whitespace around that value, removed (RFC 6376 §3.7: "with
+// the value of the "b=" tag (including all surrounding whitespace) deleted
+// (i.e., treated as the empty string)").
+func withoutB(raw []byte) []byte {
+	colon := bytes.IndexByte(raw, ':')
+	if colon < 0 {
+		return raw
+	}
+	body := raw[colon+1:]
+	ending := 0
+	if bytes.HasSuffix(body, []byte("\r\n")) {
+		ending = 2
+	}
+	for off := 0; off <= len(body)-ending; {
+		semi := bytes.IndexByte(body[off:len(body)-ending], ';')
+		partEnd := len(body) - ending
+		if semi >= 0 {
+			partEnd = off + semi
+		}
+		part := body[off:partEnd]
+		if eq := bytes.IndexByte(part, '='); eq >= 0 && string(bytes.TrimFunc(part[:eq], isFWSRune)) == "b" {
+			out := make([]byte, 0, len(raw))
+			out = append(out, raw[:colon+1+off+eq+1]...)
+			return append(out, body[partEnd:]...)
+		}
+		if semi < 0 {
+			break
+		}
+		off = partEnd + 1
+	}
+	return raw
+}
+
+// headerDigest is the SHA-256 of the header data a signature covers
+// (RFC 6376 §3.7, §5.4.2): for each name of h=, in order, the last field
+// of that name not used yet (none if there is none left: oversigning), then
+// the signature's own field without b= and without its final CRLF, all
+// canonicalised with c='s header algorithm.
+func headerDigest(fields []hfield, s *signature, scratch []byte) ([]byte, []byte) {
+	var usedBuf [64]bool
+	var used []bool
+	if len(fields) <= len(usedBuf) {
+		used = usedBuf[:len(fields)]
+	} else {
+		used = make([]bool, len(fields))
+	}
+	buf := scratch[:0]
+	for _, name := range s.headers {
+		for i := len(fields) - 1; i >= 0; i-- {
+			if !used[i] && strings.EqualFold(fields[i].name, name) {
+				used[i] = true
+				buf = appendCanonField(buf, fields[i].raw, s.relaxedHead)
+				break
+			}
+		}
+	}
+	buf = appendCanonField(buf, withoutB(fields[s.field].raw), s.relaxedHead)
+	buf = bytes.TrimSuffix(buf, []byte("\r\n"))
+	sum := sha256.Sum256(buf)
+	return sum[:], buf
+}
