@@ -141,10 +141,10 @@ func Serve(t testing.TB, backend milter.Backend, opts milter.Options, logs fmt.S
 	return s
 }
 
-// Dial opens a go-milter client session (option negotiation done) the way
-// Postfix connects: the actions we use offered, no protocol options
-// (go-milter's client can't talk to a version-2 server otherwise). timeout
-// bounds each read and write; 0 means none.
+// Dial opens a go-milter client session (option negotiation done) as the
+// MTA: the actions we use offered (add and change header, quarantine) and
+// no protocol options (NOTES.md, go-milter trap 10). timeout bounds each
+// read and write; 0 means none.
 func Dial(network, addr string, timeout time.Duration) (*gomilter.ClientSession, error) {
 	c := gomilter.NewClientWithOptions(network, addr, gomilter.ClientOptions{
 		ReadTimeout: timeout, WriteTimeout: timeout,
