@@ -39,7 +39,7 @@ func pgDSN(t testing.TB) string {
 		t.Fatalf("PostgreSQL at %s: %v", pgEnv, err)
 	}
 	defer conn.Close(ctx)
-	name := "amtest_" + newID()[:12]
+	name := "amtest_" + randomHex(6)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}

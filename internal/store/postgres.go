@@ -68,8 +68,27 @@ func (p *pgDB) migrate(ctx context.Context) error {
 	})
 }
 
+// pgInsert[k] is the INSERT of 1<<k rows, numbered for PostgreSQL: a few
+// fixed texts, which pgx prepares once per connection and caches.
+var pgInsert = func() (q [insertSizes]string) {
+	for k := range q {
+		q[k] = numbered(insertQuery(1 << k))
+	}
+	return q
+}()
+
+// insert sends the INSERTs of es as one pipelined batch: one round trip,
+// and, ended by one Sync, one implicit transaction (no BEGIN and COMMIT
+// round trips).
 func (p *pgDB) insert(ctx context.Context, es []entry) error {
-	return p.inTx(ctx, func(t txer) error { return insertEntries(ctx, t, es) })
+	var b pgx.Batch
+	for len(es) > 0 {
+		k := insertSize(len(es))
+		n := 1 << k
+		b.Queue(pgInsert[k], appendInsertArgs(make([]any, 0, 7*n), es[:n])...)
+		es = es[n:]
+	}
+	return p.pool.SendBatch(ctx, &b).Close()
 }
 
 func (p *pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 )
@@ -92,9 +93,20 @@ const (
 	domainsQuery = `SELECT DISTINCT policy_domain FROM records WHERE report_id IS NULL AND ts < ? ORDER BY policy_domain`
 )
 
-// insertBatch is the most rows one INSERT carries (7 parameters each, well
+// insertBatch is the most ids one UPDATE of MarkReported carries (well
 // under SQLite's and PostgreSQL's parameter limits).
 const insertBatch = 500
+
+// Inserts carry 1, 2, 4 ... 256 rows (7 parameters each): a few statement
+// texts that each connection prepares once and reuses, whatever the batch
+// sizes. A batch of n rows runs the largest that fits, then the rest.
+const insertSizes = 9
+
+// insertSize returns k such that the next INSERT for n > 0 rows carries
+// 1<<k of them.
+func insertSize(n int) int {
+	return min(bits.Len(uint(n))-1, insertSizes-1)
+}
 
 func insertQuery(n int) string {
 	var b strings.Builder

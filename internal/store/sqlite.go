@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 )
@@ -19,12 +22,23 @@ import (
 // roll back, and we have told the MTA those messages are done. FULL fsyncs
 // the WAL at every commit, and group commit makes that one fsync per batch,
 // not per message, so the guarantee costs little throughput.
+//
+// Inserts go through one connection of their own, kept open with its
+// statements prepared (see sqliteWriter): a commit then parses no SQL, and
+// its statements run without a cancellable context, for which the driver
+// would start a watcher goroutine per statement. The time a commit may wait
+// for another process's write lock is that connection's busy_timeout, set
+// to the store's write timeout.
 type sqliteDB struct {
 	path string
 	db   *sql.DB
+	busy time.Duration // the writer connection's busy_timeout
+
+	wmu sync.Mutex    // the writer (group commits) and the replayer both insert
+	w   *sqliteWriter // nil until the first insert, and after a broken one
 }
 
-func openSQLite(path string) (*sqliteDB, error) {
+func openSQLite(path string, busy time.Duration) (*sqliteDB, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("store: sqlite path %q must not contain '?' or '#'", path)
 	}
@@ -49,7 +63,7 @@ func openSQLite(path string) (*sqliteDB, error) {
 	}
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
-	return &sqliteDB{path: path, db: db}, nil
+	return &sqliteDB{path: path, db: db, busy: busy}, nil
 }
 
 type sqlTx struct{ tx *sql.Tx }
@@ -84,8 +98,126 @@ func (s *sqliteDB) migrate(ctx context.Context) error {
 	return s.inTx(ctx, func(t txer) error { return migrate(ctx, t) })
 }
 
+// insert commits es in one transaction on the writer connection.
 func (s *sqliteDB) insert(ctx context.Context, es []entry) error {
-	return s.inTx(ctx, func(t txer) error { return insertEntries(ctx, t, es) })
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w == nil {
+		w, err := newSQLiteWriter(ctx, s.db, s.busy)
+		if err != nil {
+			return err
+		}
+		s.w = w
+	}
+	err := s.w.insert(es)
+	if s.w.broken {
+		s.w.discard()
+		s.w = nil
+	}
+	return err
+}
+
+// sqliteWriter is a connection that only inserts records, with its
+// statements prepared once: BEGIN IMMEDIATE, COMMIT, ROLLBACK and INSERTs
+// of 1, 2, 4 ... insertBatch rows (a batch of n rows runs the largest that
+// fit, then the rest).
+type sqliteWriter struct {
+	conn                    *sql.Conn
+	begin, commit, rollback *sql.Stmt
+	ins                     [insertSizes]*sql.Stmt // ins[k] inserts 1<<k rows
+	args                    []any                  // reused for the arguments
+	broken                  bool                   // state unknown: discard, open a new one
+}
+
+func newSQLiteWriter(ctx context.Context, db *sql.DB, busy time.Duration) (*sqliteWriter, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &sqliteWriter{conn: conn}
+	// BEGIN IMMEDIATE waits for another process's write lock at most this
+	// long; then the commit fails and the store spools until it is back.
+	ms := max(busy.Milliseconds(), 1)
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", ms)); err != nil {
+		w.discard()
+		return nil, err
+	}
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{{&w.begin, "BEGIN IMMEDIATE"}, {&w.commit, "COMMIT"}, {&w.rollback, "ROLLBACK"}} {
+		if *p.st, err = conn.PrepareContext(ctx, p.q); err != nil {
+			w.discard()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (w *sqliteWriter) insert(es []entry) error {
+	// No deadline or cancellation below: see sqliteDB.
+	ctx := context.Background()
+	if _, err := w.begin.ExecContext(ctx); err != nil {
+		// SQLite ends a BEGIN that failed without a transaction, but a
+		// connection the driver gave up on cannot be told from that.
+		if !isBusy(err) {
+			w.broken = true
+		}
+		return err
+	}
+	err := w.insertRows(ctx, es)
+	if err == nil {
+		if _, err = w.commit.ExecContext(ctx); err == nil {
+			return nil
+		}
+	}
+	if _, rerr := w.rollback.ExecContext(ctx); rerr != nil {
+		w.broken = true
+	}
+	return err
+}
+
+func (w *sqliteWriter) insertRows(ctx context.Context, es []entry) error {
+	for len(es) > 0 {
+		k := insertSize(len(es))
+		n := 1 << k
+		if w.ins[k] == nil {
+			st, err := w.conn.PrepareContext(ctx, insertQuery(n))
+			if err != nil {
+				return err
+			}
+			w.ins[k] = st
+		}
+		w.args = appendInsertArgs(w.args[:0], es[:n])
+		_, err := w.ins[k].ExecContext(ctx, w.args...)
+		clear(w.args) // let the records go
+		if err != nil {
+			return err
+		}
+		es = es[n:]
+	}
+	return nil
+}
+
+// discard closes the statements and the connection itself (not back to
+// the pool: it may be inside a transaction).
+func (w *sqliteWriter) discard() {
+	for _, st := range append([]*sql.Stmt{w.begin, w.commit, w.rollback}, w.ins[:]...) {
+		if st != nil {
+			st.Close()
+		}
+	}
+	w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	w.conn.Close()
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY: another connection
+// holds the write lock (its message is stable: sqlite3ErrStr).
+func isBusy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "database is locked")
 }
 
 func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -134,7 +266,15 @@ func (s *sqliteDB) tryLock(_ context.Context, name string) (func(), bool, error)
 	return func() { f.Close() }, true, nil
 }
 
-func (s *sqliteDB) close() error { return s.db.Close() }
+func (s *sqliteDB) close() error {
+	s.wmu.Lock()
+	if s.w != nil {
+		s.w.discard()
+		s.w = nil
+	}
+	s.wmu.Unlock()
+	return s.db.Close()
+}
 
 func lockFileName(name string) string {
 	return strings.Map(func(r rune) rune {
@@ -145,18 +285,10 @@ func lockFileName(name string) string {
 	}, name)
 }
 
-// insertEntries inserts es in slices of insertBatch rows.
-func insertEntries(ctx context.Context, t txer, es []entry) error {
-	for len(es) > 0 {
-		n := min(len(es), insertBatch)
-		args := make([]any, 0, n*7)
-		for _, e := range es[:n] {
-			args = append(args, e.id, e.ts, e.rec.Reporter, e.rec.Policy.Domain, e.rec.HeaderFrom, e.rec.QueueID, string(e.data))
-		}
-		if _, err := t.exec(ctx, insertQuery(n), args...); err != nil {
-			return err
-		}
-		es = es[n:]
+// appendInsertArgs appends the insertTuple arguments of es.
+func appendInsertArgs(args []any, es []entry) []any {
+	for _, e := range es {
+		args = append(args, e.id, e.ts, e.rec.Reporter, e.rec.Policy.Domain, e.rec.HeaderFrom, e.rec.QueueID, e.data)
 	}
-	return nil
+	return args
 }

@@ -130,10 +130,17 @@ type Store struct {
 	attempts                              atomic.Int64 // the writer's inserts begun (tests watch it)
 }
 
+// request is one Put's records on their way to the writer. In sync mode
+// Put waits on done, with timer bounding the wait; a request whose answer
+// Put received goes back to requests for the next Put (the writer no
+// longer holds it), one Put gave up on is left to the garbage collector.
 type request struct {
-	es   []entry
-	done chan error // nil in async mode
+	es    []entry
+	done  chan error  // nil in async mode
+	timer *time.Timer // sync mode: WriteTimeout from Put's start
 }
+
+var requests sync.Pool
 
 // Open opens the backend, applies the schema migrations, replays spool
 // files left by earlier runs and starts the writer. A PostgreSQL server that
@@ -174,7 +181,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		if o.SQLitePath == "" {
 			return nil, errors.New("store: no SQLite path")
 		}
-		db, err := openSQLite(o.SQLitePath)
+		db, err := openSQLite(o.SQLitePath, o.WriteTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +228,14 @@ func (s *Store) Put(ctx context.Context, recs ...report.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	es := make([]entry, 0, len(recs))
+	var req *request
+	if s.o.Async {
+		req = &request{es: make([]entry, 0, len(recs))} // the writer keeps it
+	} else if r, ok := requests.Get().(*request); ok {
+		req = r
+	} else {
+		req = &request{done: make(chan error, 1)}
+	}
 	now := time.Now().UTC()
 	for _, r := range recs {
 		if r.Time.IsZero() {
@@ -231,14 +245,23 @@ func (s *Store) Put(ctx context.Context, recs ...report.Record) error {
 		if err != nil {
 			return err
 		}
-		es = append(es, e)
+		req.es = append(req.es, e)
 	}
-	req := &request{es: es}
+	es := req.es
+	// One timer for both waits, made or reset only in sync mode or when the
+	// queue is full.
+	var timeout <-chan time.Time
+	startTimer := func() {
+		if req.timer == nil {
+			req.timer = time.NewTimer(s.o.WriteTimeout)
+		} else {
+			req.timer.Reset(s.o.WriteTimeout)
+		}
+		timeout = req.timer.C
+	}
 	if !s.o.Async {
-		req.done = make(chan error, 1)
+		startTimer()
 	}
-	timer := time.NewTimer(s.o.WriteTimeout)
-	defer timer.Stop()
 
 	s.mu.RLock()
 	if s.closed {
@@ -247,25 +270,40 @@ func (s *Store) Put(ctx context.Context, recs ...report.Record) error {
 	}
 	select {
 	case s.in <- req:
-	case <-timer.C:
-		s.mu.RUnlock()
-		return s.spoolSelf(es, "queue full")
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return s.spoolSelf(es, "context done")
+	default:
+		if timeout == nil {
+			startTimer()
+		}
+		select {
+		case s.in <- req:
+		case <-timeout:
+			s.mu.RUnlock()
+			return s.spoolSelf(es, "queue full")
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			return s.spoolSelf(es, "context done")
+		}
 	}
 	s.mu.RUnlock()
 	if req.done == nil {
+		if req.timer != nil {
+			req.timer.Stop()
+		}
 		return nil
 	}
 	select {
 	case err := <-req.done:
+		req.timer.Stop()
+		clear(req.es) // let the records go
+		req.es = req.es[:0]
+		requests.Put(req)
 		return err
-	case <-timer.C:
+	case <-timeout:
 		// The writer still has them and may commit them later: the ids make
 		// that second copy harmless (ON CONFLICT DO NOTHING at replay).
 		return s.spoolSelf(es, "commit slower than write_timeout")
 	case <-ctx.Done():
+		req.timer.Stop()
 		return s.spoolSelf(es, "context done")
 	}
 }
