@@ -353,6 +353,16 @@ func TestMalformed(t *testing.T) {
 		{"bad x=", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; x=soon; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed t= or x=", err: ErrBadTimestamps}},
 		{"x before t", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; t=4102444800; x=4102444000; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "x= before t=", err: ErrBadTimestamps}},
 		{"unknown algorithm", "DKIM-Signature: v=1; a=rsa-md5; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "unsupported signature parameter"}},
+		{"duplicate tag", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
+		{"missing v", "DKIM-Signature: a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "missing required tag"}},
+		{"c=fancy", "DKIM-Signature: v=1; a=rsa-sha256; c=fancy/simple; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "unsupported signature parameter"}},
+		{"q=http", "DKIM-Signature: v=1; a=rsa-sha256; q=http; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "unsupported signature parameter"}},
+		{"q= with dns/txt", "DKIM-Signature: v=1; a=rsa-sha256; q=other:DNS/TXT; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusFail, reason: "body hash mismatch"}},
+		{"bad d=", "DKIM-Signature: v=1; a=rsa-sha256; d=example..org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
+		{"i= without @", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; i=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
+		{"i= in a subdomain", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; i=a@Mail.Example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusFail, reason: "body hash mismatch"}},
+		{"bad base64 in b=", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAA*AAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
+		{"a= without hash", "DKIM-Signature: v=1; a=rsa; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org\r\n\r\n", want{status: StatusPermError, reason: "malformed signature"}},
 		{"no end of header", "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=rsa2048; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\nFrom: a@example.org", want{status: StatusFail, reason: "body hash mismatch"}},
 	}
 	for _, tt := range tests {
@@ -387,5 +397,40 @@ func TestResultsTwice(t *testing.T) {
 	b := v.Results()
 	if len(a) != 1 || len(b) != 1 || a[0] != b[0] || a[0].Status != StatusPass {
 		t.Errorf("Results: %+v then %+v", a, b)
+	}
+}
+
+// Signatures refused before any lookup do not count against MaxSignatures.
+func TestCapCountsVerifiedOnly(t *testing.T) {
+	srv, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	sig := func(sel string) string {
+		return "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=" + sel + "; h=from; bh=AAAA; b=AAAAAAAAAAAA\r\n"
+	}
+	header := "DKIM-Signature: garbage\r\n" +
+		"DKIM-Signature: v=1; a=rsa-sha1; d=example.org; s=rsa1024; h=from; bh=AAAA; b=BBBBBBBBBBBB\r\n" +
+		sig("rsa2048") + sig("rsa1024") + sig("rsa4096") + "From: a@example.org\r\n\r\n"
+	v := Start(context.Background(), r, []byte(header), &Options{MaxSignatures: 2})
+	_, _ = v.Write([]byte("body\r\n"))
+	got := v.Results()
+	wants := []struct {
+		status Status
+		reason string
+	}{
+		{StatusPermError, "malformed signature"},
+		{StatusPolicy, "rsa-sha1 not accepted"},
+		{StatusFail, "body hash mismatch"},
+		{StatusFail, "body hash mismatch"},
+		{StatusPolicy, "not verified: too many signatures"},
+	}
+	if len(got) != len(wants) {
+		t.Fatalf("%d results, want %d", len(got), len(wants))
+	}
+	for i, w := range wants {
+		if got[i].Status != w.status || got[i].Reason != w.reason {
+			t.Errorf("signature %d: %s (%s), want %s (%s)", i, got[i].Status, got[i].Reason, w.status, w.reason)
+		}
+	}
+	if q := srv.Queries(); q != 2 {
+		t.Errorf("%d DNS queries, want 2", q)
 	}
 }

@@ -1,6 +1,7 @@
 package dkimverify
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -42,6 +43,9 @@ func TestSignatureValues(t *testing.T) {
 			if bySplit := signaturesBySplit([]byte(tt.header)); !slices.Equal(got, bySplit) {
 				t.Errorf("signatureValues = %q, splitHeader finds %q", got, bySplit)
 			}
+			if err := checkHeaderFields([]byte(tt.header)); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 }
@@ -53,5 +57,33 @@ func FuzzSignatureValues(f *testing.F) {
 		if got, want := signatureValues(h), signaturesBySplit(h); !slices.Equal(got, want) {
 			t.Fatalf("signatureValues = %q, splitHeader finds %q", got, want)
 		}
+		if err := checkHeaderFields(h); err != nil {
+			t.Fatal(err)
+		}
 	})
+}
+
+// checkHeaderFields compares headerFields with splitHeader: the same fields,
+// names, and each raw field ending in its value with every line ended by
+// CRLF.
+func checkHeaderFields(h []byte) error {
+	got, want := headerFields(h), splitHeader(h)
+	if len(got) != len(want) {
+		return fmt.Errorf("headerFields finds %d fields, splitHeader %d", len(got), len(want))
+	}
+	for i := range got {
+		var value strings.Builder
+		for _, line := range strings.SplitAfter(want[i].value, "\n") {
+			if line == "" {
+				continue
+			}
+			value.WriteString(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"))
+			value.WriteString("\r\n")
+		}
+		raw := string(got[i].raw)
+		if got[i].name != want[i].name || !strings.HasSuffix(raw, value.String()) || !strings.HasSuffix(raw, "\r\n") {
+			return fmt.Errorf("field %d: headerFields %q %q, splitHeader %q %q", i, got[i].name, raw, want[i].name, want[i].value)
+		}
+	}
+	return nil
 }
