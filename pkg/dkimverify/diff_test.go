@@ -294,4 +294,3 @@ func FuzzDifferentialGoMsgauth(f *testing.F) {
 		}
 	})
 }
-

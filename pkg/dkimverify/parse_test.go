@@ -22,8 +22,8 @@ func TestParseTagList(t *testing.T) {
 		{"a=; b=2", []tag{{"a", ""}, {"b", "2"}}, true},
 		{"h=from\r\n :to", []tag{{"h", "from\r\n :to"}}, true},
 		{"z=caf\xc3\xa9", []tag{{"z", "caf\xc3\xa9"}}, true}, // 8-bit let through
-		{"a=1; a=2", nil, false},                               // §3.2 duplicate
-		{"a=1;; b=2", nil, false},                              // empty tag-spec inside
+		{"a=1; a=2", nil, false},                             // §3.2 duplicate
+		{"a=1;; b=2", nil, false},                            // empty tag-spec inside
 		{";", nil, false},
 		{"garbage", nil, false},
 		{"1a=x", nil, false},
@@ -154,7 +154,7 @@ func TestParseKey(t *testing.T) {
 	}
 
 	// t=s with i= equal to d= is fine.
-	if vd := parseKey("v=DKIM1; t=s; p="+p).usable(&signature{keyAlg: "rsa", sigTags: sigTags{domain: "Example.org", identifier: "a@example.ORG"}}); vd != nil {
+	if vd := parseKey("v=DKIM1; t=s; p=" + p).usable(&signature{keyAlg: "rsa", sigTags: sigTags{domain: "Example.org", identifier: "a@example.ORG"}}); vd != nil {
 		t.Errorf("t=s, i= at d=: %+v", vd)
 	}
 	// A 512-bit key is refused as policy (RFC 8301 §3.2).
@@ -186,4 +186,3 @@ func TestKeyCache(t *testing.T) {
 		t.Errorf("key cache holds %d entries, cap %d", n, keyCacheMax)
 	}
 }
-
