@@ -142,12 +142,26 @@ type Verifier struct {
 // dkim=none). Otherwise the key lookups start at once, one goroutine per
 // distinct key name, bound to ctx; the caller must end with Results or
 // Abort, which cancel them.
-func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verifier {
-	v := &Verifier{opts: o.withDefaults()}
+func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Verifier) {
+	v = &Verifier{opts: o.withDefaults()}
 	values := signatureValues(header)
 	if len(values) == 0 {
 		return v
 	}
+	defer func() {
+		// A bug in the parsing must not take the daemon down: every
+		// signature becomes a temperror.
+		if p := recover(); p != nil {
+			v.broken = fmt.Errorf("%w: panic while parsing the header: %v", ErrInternal, p)
+			v.sigs = make([]*signature, len(values))
+			for i := range v.sigs {
+				v.sigs[i] = &signature{early: &verdict{StatusTempError, "verification not completed", v.broken}}
+			}
+			if v.cancel != nil {
+				v.cancel()
+			}
+		}
+	}()
 	v.sigs = make([]*signature, len(values))
 	toVerify := 0
 	for i, val := range values {
@@ -208,13 +222,14 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) *Verif
 // Write passes a chunk of the body (CRLF line ends, as received) to the
 // body hashers, on the caller's goroutine, without copying it. It never
 // fails: after Results or Abort it discards.
-func (v *Verifier) Write(body []byte) (int, error) {
+func (v *Verifier) Write(body []byte) (n int, _ error) {
 	if v.ended || v.broken != nil || v.aborted.Load() {
 		return len(body), nil
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			v.broken = fmt.Errorf("%w: panic while hashing the body: %v", ErrInternal, p)
+			n = len(body)
 		}
 	}()
 	for _, b := range v.bodies {

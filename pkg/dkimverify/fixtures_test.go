@@ -434,3 +434,23 @@ func TestCapCountsVerifiedOnly(t *testing.T) {
 		t.Errorf("%d DNS queries, want 2", q)
 	}
 }
+
+// A panic while hashing or verifying becomes a temperror for the message,
+// never a crash (the state is broken on purpose to make one).
+func TestPanicBecomesTempError(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	header, body := splitMessage(t, readFile(t, "rsa2048-relaxed.eml"))
+	tempErr := []want{{status: StatusTempError, reason: "verification not completed", err: ErrInternal}}
+
+	v := Start(context.Background(), r, header, nil)
+	v.bodies[1].c.h = nil // Write will panic
+	if n, err := v.Write(body); n != len(body) || err != nil {
+		t.Errorf("Write = %d, %v", n, err)
+	}
+	check(t, v.Results(), tempErr)
+
+	v = Start(context.Background(), r, header, nil)
+	_, _ = v.Write(body)
+	v.bodies[1] = nil // verify will panic
+	check(t, v.Results(), tempErr)
+}

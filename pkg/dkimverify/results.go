@@ -16,7 +16,7 @@ func (v *Verifier) buildResults() {
 		bs[i] = s.b
 	}
 	prefixes := bPrefixes(bs)
-	var scratch []byte
+	scratch := make([]byte, 0, 4096)
 
 	v.results = make([]Result, len(v.sigs))
 	for i, s := range v.sigs {

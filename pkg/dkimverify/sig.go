@@ -50,7 +50,7 @@ func trimFWS(s string) string {
 // Bytes ≥ 0x80 are let through in values (seen in z= and unknown tags);
 // control characters are not.
 func parseTagList(s string) (tagList, error) {
-	var tags tagList
+	tags := make(tagList, 0, 16)
 	for {
 		part, rest, more := strings.Cut(s, ";")
 		s = rest
