@@ -23,6 +23,7 @@ func headerFields(h []byte) []hfield {
 	start := -1 // start of the current field in h
 	fixed := false
 	var fix []byte // the current field with its line ends fixed, if needed
+	var name string
 	end := func(at int) {
 		if start < 0 {
 			return
@@ -31,8 +32,7 @@ func headerFields(h []byte) []hfield {
 		if fixed {
 			raw = fix
 		}
-		name, _, _ := bytes.Cut(raw, []byte(":"))
-		fields = append(fields, hfield{name: string(bytes.TrimSpace(name)), raw: raw})
+		fields = append(fields, hfield{name: name, raw: raw})
 		start, fixed, fix = -1, false, nil
 	}
 	pos := 0
@@ -49,6 +49,10 @@ func headerFields(h []byte) []hfield {
 		if !((trimmed[0] == ' ' || trimmed[0] == '\t') && len(fields)+btoi(start >= 0) > 0) {
 			end(pos)
 			start = pos
+			// The name is cut from the first line only, as splitHeader
+			// does.
+			n, _, _ := bytes.Cut(line, []byte(":"))
+			name = string(bytes.TrimSpace(n))
 		}
 		if start >= 0 {
 			// Does this line need its line end fixed?

@@ -33,6 +33,7 @@ func TestSignatureValues(t *testing.T) {
 		{"continuation first", " folded\r\nDKIM-Signature: d=a\r\n", []string{" d=a\r\n"}},
 		{"no colon", "DKIM-Signature\r\n\r\n", []string{""}},
 		{"bare LF", "DKIM-Signature: d=a\n\tb=1\nFrom: x\n\n", []string{" d=a\n\tb=1\n"}},
+		{"colon only in a continuation", "DKIM-Signature\r\n x:y\r\nDKIM-Signature: d=b\r\n\r\n", []string{" x:y\r\n", " d=b\r\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
