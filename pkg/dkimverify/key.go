@@ -32,7 +32,7 @@ func (k *keyLookup) run(ctx context.Context, r TXTResolver) {
 		}
 	}()
 	if err := ctx.Err(); err != nil {
-		k.err = fmt.Errorf("key lookup %s: %w", k.name, err)
+		k.err = fmt.Errorf("lookup %s: %w", k.name, err)
 		return
 	}
 	k.txts, k.err = r.LookupTXT(ctx, k.name)
@@ -42,7 +42,6 @@ func (k *keyLookup) run(ctx context.Context, r TXTResolver) {
 		// that there is none.
 		var de *net.DNSError
 		k.notFound = errors.As(k.err, &de) && de.IsNotFound && ctx.Err() == nil
-		k.err = fmt.Errorf("key lookup %s: %w", k.name, k.err)
 	}
 }
 

@@ -47,8 +47,6 @@ func (v *Verifier) buildResults() {
 	}
 }
 
-var errNoKey = errors.New("dkimverify: no key")
-
 // verify checks one signature that passed checkSignature (RFC 6376 §6.1.2,
 // §6.1.3) and sets res.KeyBits; nil means pass. A panic becomes a
 // temperror: the daemon must not die for one message.
@@ -68,11 +66,11 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	case k == nil || s.field < 0:
 		return &verdict{StatusTempError, "verification not completed", fmt.Errorf("%w: signature state lost", ErrInternal)}, scratch
 	case k.err != nil && k.notFound:
-		return &verdict{StatusPermError, "no key", fmt.Errorf("%w: %w", errNoKey, k.err)}, scratch
+		return &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}, scratch
 	case k.err != nil:
-		return &verdict{StatusTempError, "key DNS lookup failed", k.err}, scratch
+		return &verdict{StatusTempError, "key DNS lookup failed", fmt.Errorf("dkim: key unavailable: %w", k.err)}, scratch
 	case len(k.txts) == 0:
-		return &verdict{StatusPermError, "no key", fmt.Errorf("%w: no TXT record at %s", errNoKey, k.name)}, scratch
+		return &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}, scratch
 	case len(k.txts) > 1:
 		// RFC 6376 §6.1.2 lets the verifier choose; several records
 		// for one selector is a publishing mistake we do not guess
@@ -91,7 +89,7 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 		body = v.bodies[1]
 	}
 	if subtle.ConstantTimeCompare(body.sum, s.bodyHash) != 1 {
-		return &verdict{StatusFail, "body hash mismatch", errors.New("dkimverify: body hash did not verify")}, scratch
+		return &verdict{StatusFail, "body hash mismatch", errors.New("dkim: body hash did not verify")}, scratch
 	}
 
 	// §6.1.3 step 4-5: the header hash and the signature.
@@ -107,7 +105,7 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 		}
 	}
 	if err != nil {
-		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkimverify: signature did not verify: %w", err)}, scratch
+		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkim: signature did not verify: %w", err)}, scratch
 	}
 
 	// RFC 8301 §3.2 allows sites to ask for more than 1024 bits.

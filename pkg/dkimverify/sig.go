@@ -140,7 +140,7 @@ type verdict struct {
 }
 
 func permerror(reason, format string, args ...any) *verdict {
-	return &verdict{StatusPermError, reason, fmt.Errorf("dkimverify: "+reason+": "+format, args...)}
+	return &verdict{StatusPermError, reason, fmt.Errorf("dkim: "+reason+": "+format, args...)}
 }
 
 // signature is one DKIM-Signature field as verification needs it.
@@ -264,7 +264,7 @@ func (v *Verifier) checkSignature(s *signature, value string) {
 		// The unsigned tail after l= bytes could be anything: not
 		// verified, a local choice (RFC 6376 §8.2), so "policy".
 		s.early = &verdict{StatusPolicy, "body length tag (l=) not accepted",
-			errors.New("dkimverify: body length tag (l=) not accepted")}
+			errors.New("dkim: body length tag (l=) not accepted")}
 		return
 	}
 
