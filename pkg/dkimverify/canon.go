@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash"
+	"math/bits"
 )
 
 // Body canonicalisation (RFC 6376 §3.4.3 simple, §3.4.4 relaxed), streamed
@@ -192,30 +193,29 @@ func (c *bodyCanon) writeRelaxed(b []byte) {
 			k = 0
 			i++
 			// The common case: a stretch of ordinary bytes with single
-			// spaces between words. Eight bytes at a time while none of
-			// them is below 0x21 (SP, HTAB, CR and LF all are), as in
-			// base64 attachments; otherwise the next eight one by one.
-		scan:
+			// spaces between words. Eight bytes at a time: m marks the
+			// bytes below 0x21 (SP, HTAB, CR and LF all are); its lowest
+			// mark is exactly the first such byte (no borrow reaches it).
 			for i < n {
 				if i+8 <= n {
 					x := binary.LittleEndian.Uint64(b[i:])
-					if (x-0x2121212121212121)&^x&0x8080808080808080 == 0 {
+					m := (x - 0x2121212121212121) &^ x & 0x8080808080808080
+					if m == 0 {
 						i += 8
 						continue
 					}
+					i += bits.TrailingZeros64(m) >> 3
 				}
-				for end := min(i+8, n); i < end; {
-					ch = b[i]
-					if !special[ch] {
-						i++
-						continue
-					}
-					if ch == ' ' && i+1 < n && !special[b[i+1]] {
-						i += 2
-						continue
-					}
-					break scan
+				ch = b[i]
+				if !special[ch] {
+					i++
+					continue
 				}
+				if ch == ' ' && i+1 < n && !special[b[i+1]] {
+					i += 2
+					continue
+				}
+				break
 			}
 			continue
 		}
