@@ -77,9 +77,10 @@ var pgInsert = func() (q [insertSizes]string) {
 	return q
 }()
 
-// insert sends the INSERTs of es as one pipelined batch: one round trip,
-// and, ended by one Sync, one implicit transaction (no BEGIN and COMMIT
-// round trips).
+// insert sends the INSERTs of es as one pipelined batch, without BEGIN and
+// COMMIT round trips: PostgreSQL runs the statements before one Sync as one
+// implicit transaction. Nothing depends on that beyond each statement's own
+// atomicity: a record inserted twice (a retry, a replay) is ignored by id.
 func (p *pgDB) insert(ctx context.Context, es []entry) error {
 	var b pgx.Batch
 	for len(es) > 0 {

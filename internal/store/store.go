@@ -53,7 +53,8 @@ type Options struct {
 	Async bool
 	// WriteTimeout bounds how long Put waits for a commit before it writes
 	// its records to the spool instead (default 2s), and how long one
-	// database commit may take before the store counts as down.
+	// database commit may take before the store counts as down (SQLite:
+	// how long a commit waits for another process's write lock).
 	WriteTimeout time.Duration
 	// RetryInterval is how often a store that is down is probed, and
 	// spool files are replayed once it is back (default 5s).
