@@ -11,6 +11,10 @@
 #   integration/bench/compare.sh                 # 3 rounds each, 25 s, -c 16 -m 10
 #   ROUNDS=3 DURATION=25s SESSIONS=16 PERCONN=10 COUNT=2000 integration/bench/compare.sh
 #   SRC=/path/to/checkout integration/bench/compare.sh   # build authmilter from another tree
+#   STORE_OFF=1 integration/bench/compare.sh     # also a second authmilter with [store] backend = "off",
+#                                                # as a third side in the same rounds
+#   HALF=1 integration/bench/compare.sh          # then each authmilter side once more, paced at half
+#                                                # its median throughput (latency at 50% load)
 #
 # Results: $RUN/results.json and $RUN/results.md (RUN defaults to
 # ${TMPDIR:-/tmp}/authmilter-bench/run).
@@ -23,6 +27,8 @@ WARMUP="${WARMUP:-3s}"
 SESSIONS="${SESSIONS:-16}"
 PERCONN="${PERCONN:-10}"
 COUNT="${COUNT:-2000}"
+STORE_OFF="${STORE_OFF:-}"
+HALF="${HALF:-}"
 RUN="${RUN:-${TMPDIR:-/tmp}/authmilter-bench/run}"
 NS="amb$$"
 
@@ -47,6 +53,11 @@ corpus="$("$here/gen-corpus.sh" "$COUNT")"
 for f in opendkim.conf opendmarc.conf authmilter.toml; do
 	sed "s|@RUN@|$RUN|g" "$here/$f" > "$RUN/$f"
 done
+if [ -n "$STORE_OFF" ]; then
+	# The same configuration, its own socket, and no records.
+	sed -e 's|authmilter.sock|authmilter-nostore.sock|' "$RUN/authmilter.toml" > "$RUN/authmilter-nostore.toml"
+	printf '\n[store]\nbackend = "off"\n' >> "$RUN/authmilter-nostore.toml"
+fi
 
 pids=()
 cleanup() {
@@ -83,14 +94,22 @@ ip netns exec "$NS" /usr/sbin/opendmarc -f -c "$RUN/opendmarc.conf" 2> "$RUN/ope
 odmarc_pid=$!; pids+=("$odmarc_pid")
 ip netns exec "$NS" "$RUN/bin/authmilter" serve -config "$RUN/authmilter.toml" 2> "$RUN/authmilter.log" &
 am_pid=$!; pids+=("$am_pid")
-for s in opendkim.sock opendmarc.sock authmilter.sock; do
+sockets=(opendkim.sock opendmarc.sock authmilter.sock)
+sides=("opendkim.sock opendmarc.sock" "authmilter.sock")
+if [ -n "$STORE_OFF" ]; then
+	ip netns exec "$NS" "$RUN/bin/authmilter" serve -config "$RUN/authmilter-nostore.toml" 2> "$RUN/authmilter-nostore.log" &
+	amns_pid=$!; pids+=("$amns_pid")
+	sockets+=(authmilter-nostore.sock)
+	sides+=("authmilter-nostore.sock")
+fi
+for s in "${sockets[@]}"; do
 	for _ in $(seq 100); do [ -S "$RUN/$s" ] && break; sleep 0.1; done
 	[ -S "$RUN/$s" ] || { echo "compare.sh: $s did not appear; logs in $RUN" >&2; tail "$RUN"/*.log >&2; exit 1; }
 done
 nsx getent hosts mx.org00.example >/dev/null || { echo "compare.sh: the namespace's resolver does not answer" >&2; exit 1; }
 # Smoke test: both sides answer every message (a daemon that died after
 # creating its socket, or a broken configuration, stops the run here).
-for side in "opendkim.sock opendmarc.sock" "authmilter.sock"; do
+for side in "${sides[@]}"; do
 	args=()
 	for s in $side; do args+=(-milter "unix:$RUN/$s"); done
 	if ! nsx "$RUN/bin/milterload" -corpus "$corpus" "${args[@]}" -c 4 -m 5 -n 100 > "$RUN/smoke.txt" 2>&1 ||
@@ -119,14 +138,19 @@ hwm() { # sum of VmHWM in KiB
 hz=$(getconf CLK_TCK)
 
 round() { # name round sockets... ; appends one JSON line to $RUN/rounds.jsonl
+	# RATE (messages per second, all sessions) paces the load when set.
 	local name=$1 r=$2; shift 2
 	local procs args=() s
-	if [ "$name" = chain ]; then procs=("$odkim_pid" "$odmarc_pid"); else procs=("$am_pid"); fi
+	case "$name" in
+	chain) procs=("$odkim_pid" "$odmarc_pid") ;;
+	authmilter-nostore*) procs=("$amns_pid") ;;
+	*) procs=("$am_pid") ;;
+	esac
 	for s in "$@"; do args+=(-milter "unix:$RUN/$s"); done
 	local t0 d0 out t1 d1
 	t0=$(ticks "${procs[@]}"); d0=$(ticks "$dns_pid")
 	nsx "$RUN/bin/milterload" -corpus "$corpus" "${args[@]}" -c "$SESSIONS" -m "$PERCONN" \
-		-d "$DURATION" -warmup "$WARMUP" -json > "$RUN/$name-$r.json"
+		-d "$DURATION" -warmup "$WARMUP" ${RATE:+-rate "$RATE"} -json > "$RUN/$name-$r.json"
 	t1=$(ticks "${procs[@]}"); d1=$(ticks "$dns_pid")
 	python3 - "$RUN/$name-$r.json" "$name" "$r" "$((t1 - t0))" "$((d1 - d0))" "$hz" "$(hwm "${procs[@]}")" >> "$RUN/rounds.jsonl" <<'PY'
 import json, sys
@@ -144,7 +168,21 @@ for r in $(seq "$ROUNDS"); do
 	round chain "$r" opendkim.sock opendmarc.sock
 	echo "-- round $r: authmilter" >&2
 	round authmilter "$r" authmilter.sock
+	if [ -n "$STORE_OFF" ]; then
+		echo "-- round $r: authmilter, store off" >&2
+		round authmilter-nostore "$r" authmilter-nostore.sock
+	fi
 done
+if [ -n "$HALF" ]; then
+	for side in authmilter ${STORE_OFF:+authmilter-nostore}; do
+		rate=$(python3 -c '
+import json, statistics, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+print("%.0f" % (statistics.median(x["report"]["messages_per_second"] for x in r if x["side"] == sys.argv[2]) / 2))' "$RUN/rounds.jsonl" "$side")
+		echo "-- half load: $side paced at $rate msgs/s" >&2
+		RATE=$rate round "$side-half" 1 "$side.sock"
+	done
+fi
 
 python3 - "$RUN" "$DURATION" "$WARMUP" <<'PY'
 import json, statistics, sys, os
@@ -174,7 +212,7 @@ for x in rows:
     a["p99"].append(rep["latency"]["p99_ms"]); a["cpu"].append(cpu); a["hwm"] = max(a["hwm"], x["hwm_kib"] / 1024)
 med = {k: {m: statistics.median(v[m]) for m in ("rate", "p50", "p99", "cpu")} | {"hwm": v["hwm"]} for k, v in agg.items()}
 lines += ["", "| median | msgs/s | p50 ms | p99 ms | CPU s / 1000 msgs | peak RSS MiB |", "|---|---|---|---|---|---|"]
-for k in ("chain", "authmilter"):
+for k in ("chain", "authmilter", "authmilter-nostore", "authmilter-half", "authmilter-nostore-half"):
     if k in med:
         m = med[k]
         lines.append("| %s | %.0f | %.2f | %.2f | %.2f | %.1f |" % (k, m["rate"], m["p50"], m["p99"], m["cpu"], m["hwm"]))
@@ -182,6 +220,10 @@ if "chain" in med and "authmilter" in med:
     c, a = med["chain"], med["authmilter"]
     lines.append("")
     lines.append("ratio authmilter / chain: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per message %.2fx, peak RSS %.2fx" % (
+        a["rate"] / c["rate"], a["p50"] / c["p50"], a["p99"] / c["p99"], a["cpu"] / c["cpu"], a["hwm"] / c["hwm"]))
+if "chain" in med and "authmilter-nostore" in med:
+    c, a = med["chain"], med["authmilter-nostore"]
+    lines.append("ratio authmilter (store off) / chain: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per message %.2fx, peak RSS %.2fx" % (
         a["rate"] / c["rate"], a["p50"] / c["p50"], a["p99"] / c["p99"], a["cpu"] / c["cpu"], a["hwm"] / c["hwm"]))
 # What each side decided per corpus class, summed over the rounds: the two
 # should agree (same DNS data, same policies), or the comparison is off.
@@ -191,7 +233,7 @@ for x in rows:
         for v, n in vs.items():
             classes.setdefault(c, {}).setdefault(x["side"], {}).setdefault(v, 0)
             classes[c][x["side"]][v] += n
-lines += ["", "| class (kind/policy) | chain verdicts | authmilter verdicts |", "|---|---|---|"]
+lines += ["", "| class (kind/policy) | chain verdicts | authmilter verdicts |", "|---|---|---|"]  # store off decides as authmilter
 def mix(d):
     tot = sum(d.values()) or 1
     return ", ".join("%s %.0f%%" % (v, 100 * n / tot) for v, n in sorted(d.items(), key=lambda kv: -kv[1]))
