@@ -547,6 +547,9 @@ func negativeTTL(m *dns.Msg) time.Duration {
 // reports false for names that cannot be asked: empty labels, a label over
 // 63 octets or a name over 253 octets (RFC 1035 §2.3.4).
 func presentation(name string) (string, bool) {
+	if canonical(name) {
+		return name, true // the common case: no allocation
+	}
 	name = strings.TrimSuffix(name, ".")
 	if name == "" || len(name) > 253 {
 		return "", false
@@ -578,6 +581,46 @@ func presentation(name string) (string, bool) {
 	}
 	b.WriteByte('.')
 	return b.String(), true
+}
+
+// plainByte marks the bytes a name may hold in presentation form without
+// change: lowercase letters, digits, '-' and '_'.
+var plainByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()
+
+// canonical reports whether name is already what presentation would return
+// for it: absolute, lowercase, no byte needing an escape, labels of 1 to 63
+// bytes, at most 253 bytes before the root dot.
+func canonical(name string) bool {
+	if len(name) < 2 || len(name) > 254 || name[len(name)-1] != '.' {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '.' {
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		}
+		if !plainByte[c] {
+			return false
+		}
+		if label++; label > 63 {
+			return false
+		}
+	}
+	return true
 }
 
 // sameName compares two names in master-file form by their wire form,

@@ -449,11 +449,24 @@ func TestPresentation(t *testing.T) {
 		{strings.Repeat("a", 63) + ".b", strings.Repeat("a", 63) + ".b.", true},
 		{strings.Repeat("a", 64) + ".b", "", false},
 		{strings.Repeat("a.", 126) + "bc", "", false}, // 254 octets
+		// Already in presentation form (the fast path) and its edges.
+		{"sel._domainkey.example-1.com.", "sel._domainkey.example-1.com.", true},
+		{strings.Repeat("a", 63) + ".b.", strings.Repeat("a", 63) + ".b.", true},
+		{strings.Repeat("a", 64) + ".b.", "", false},
+		{strings.Repeat("a.", 126) + "b.", strings.Repeat("a.", 126) + "b.", true}, // 253 octets + root
+		{strings.Repeat("a.", 126) + "bc.", "", false},
+		{"a..b.", "", false},
+		{"..", "", false},
+		{"Example.com.", "example.com.", true},
+		{"a b.example.", `a\032b.example.`, true},
 	}
 	for _, tt := range tests {
 		got, ok := presentation(tt.in)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("presentation(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if canonical(tt.in) != (ok && got == tt.in) {
+			t.Errorf("canonical(%q) = %v, but presentation gives %q, %v", tt.in, canonical(tt.in), got, ok)
 		}
 		if ok && !sameName(got, strings.ToUpper(got)) {
 			t.Errorf("sameName(%q, upper case) = false", got)
