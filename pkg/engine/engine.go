@@ -175,10 +175,13 @@ func (m *Message) Header(name, value string) {
 	if m.headerCount > m.e.o.MaxHeaders || m.headerBytes > m.e.o.MaxHeaderBytes {
 		if !m.tooLarge {
 			m.tooLarge = true
-			m.header = nil // stop keeping it: DKIM is not verified for this message
+			m.releaseHeader() // stop keeping it: DKIM is not verified for this message
 		}
 	}
 	if !m.tooLarge && m.e.o.DKIM {
+		if m.header == nil {
+			m.header = (*headerBufs.Get().(*[]byte))[:0]
+		}
 		m.header = dkimverify.AppendField(m.header, name, value)
 	}
 	if strings.EqualFold(name, "DKIM-Signature") {
@@ -219,11 +222,25 @@ func (m *Message) EndOfHeaders() {
 		return
 	}
 	m.eohDone = true
+	defer m.releaseHeader() // Start keeps a copy of what it needs
 	if !m.e.o.DKIM || m.tooLarge || m.signatures == 0 {
 		return
 	}
 	m.header = append(m.header, '\r', '\n')
 	m.dkim = dkimverify.Start(m.ctx, m.e.r, m.header, &m.e.o.DKIMOptions)
+}
+
+// headerBufs recycles the buffers the header block is rebuilt in (a few KiB
+// per message, grown field by field).
+var headerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// releaseHeader returns the header buffer to the pool; one that grew very
+// large (up to max_header_bytes) is left to the collector.
+func (m *Message) releaseHeader() {
+	if m.header != nil && cap(m.header) <= 64<<10 {
+		b := m.header[:0]
+		headerBufs.Put(&b)
+	}
 	m.header = nil
 }
 
