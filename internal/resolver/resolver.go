@@ -550,6 +550,9 @@ func presentation(name string) (string, bool) {
 	if canonical(name) {
 		return name, true // the common case: no allocation
 	}
+	if abs := name + "."; canonical(abs) {
+		return abs, true // as common: a relative name, made absolute
+	}
 	name = strings.TrimSuffix(name, ".")
 	if name == "" || len(name) > 253 {
 		return "", false
