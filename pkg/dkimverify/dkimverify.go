@@ -165,9 +165,10 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 	v.sigs = make([]*signature, len(values))
 	toVerify := 0
 	for i, val := range values {
-		s := &signature{sigTags: parseSignature(val), field: -1}
+		st, tags, err := parseSignature(val)
+		s := &signature{sigTags: st, field: -1}
 		v.sigs[i] = s
-		v.checkSignature(s, val)
+		v.checkSignature(s, tags, err)
 		if s.early != nil {
 			continue
 		}

@@ -146,24 +146,37 @@ func stripFWS(s string) string {
 	}, s)
 }
 
-func parseSignature(value string) sigTags {
-	tags := parseTags(value)
-	st := sigTags{
-		domain:     stripFWS(tags["d"]),
-		identifier: stripFWS(tags["i"]),
-		selector:   stripFWS(tags["s"]),
-		algorithm:  strings.ToLower(stripFWS(tags["a"])),
-		b:          stripFWS(tags["b"]),
+// parseSignature reads a signature's tag-list once: strictly (RFC 6376
+// §3.2) for verification, returned with its error, and the reported fields
+// from it — or, when it is malformed, from a lenient reading, so that what
+// can be reported still is.
+func parseSignature(value string) (sigTags, tagList, error) {
+	tags, err := parseTagList(value)
+	get := func(n string) (string, bool) {
+		v, ok := tags.get(n)
+		return strings.TrimSpace(v), ok
 	}
-	if v, ok := tags["t"]; ok {
+	if err != nil {
+		lenient := parseTags(value)
+		get = func(n string) (string, bool) { v, ok := lenient[n]; return v, ok }
+	}
+	val := func(n string) string { v, _ := get(n); return stripFWS(v) }
+	st := sigTags{
+		domain:     val("d"),
+		identifier: val("i"),
+		selector:   val("s"),
+		algorithm:  strings.ToLower(val("a")),
+		b:          val("b"),
+	}
+	if v, ok := get("t"); ok {
 		n, err := strconv.ParseInt(stripFWS(v), 10, 64)
 		st.t, st.hasT, st.badTime = n, err == nil, st.badTime || err != nil
 	}
-	if v, ok := tags["x"]; ok {
+	if v, ok := get("x"); ok {
 		n, err := strconv.ParseInt(stripFWS(v), 10, 64)
 		st.x, st.hasX, st.badTime = n, err == nil, st.badTime || err != nil
 	}
-	return st
+	return st, tags, err
 }
 
 // unixTime converts seconds to a time, clamping values that time.Unix cannot

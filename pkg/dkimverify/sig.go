@@ -157,10 +157,11 @@ type signature struct {
 	early *verdict // set if the signature is decided before hashing
 }
 
-// checkSignature parses value strictly (RFC 6376 §3.5) and sets s.early
+// checkSignature checks the strictly parsed tags (RFC 6376 §3.5; err is
+// their parse error) and sets s.early
 // when the signature cannot or need not be verified. Policy (RFC 8301 §3.1
 // rsa-sha1, x=/t=) comes first, as it does not depend on anything else.
-func (v *Verifier) checkSignature(s *signature, value string) {
+func (v *Verifier) checkSignature(s *signature, tags tagList, err error) {
 	if strings.HasSuffix(s.algorithm, "-sha1") {
 		// RFC 8301 §3.1: rsa-sha1 "MUST NOT" be considered valid.
 		// RFC 8601 §2.7.1 "policy": not acceptable here, rather than
@@ -171,7 +172,6 @@ func (v *Verifier) checkSignature(s *signature, value string) {
 	if s.early = v.checkTimes(s.sigTags); s.early != nil {
 		return
 	}
-	tags, err := parseTagList(value)
 	if err != nil {
 		s.early = permerror("malformed signature", "%w", err)
 		return
