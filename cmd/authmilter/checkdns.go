@@ -13,6 +13,7 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/report"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
@@ -375,13 +376,20 @@ func checkDKIM(ctx context.Context, r checkResolver, d, selector, keyFile string
 		rep.add("dkim.record", checkFail, "%d TXT records at %s: verifiers may pick any (RFC 6376 §3.6.2.2)", len(txts), name)
 		return
 	}
-	rec, err := dkimsign.ParseKeyRecord(txts[0])
+	// The verifier's own parser and checks: what passes here is what the
+	// verifier accepts.
+	rec, err := dkimverify.ParseKeyRecord(txts[0])
+	if err == nil {
+		if err = rec.Usable(""); errors.Is(err, dkimverify.ErrKeyTooSmall) {
+			err = nil // reported as dkim.key-size below
+		}
+	}
 	switch {
-	case err != nil:
-		rep.add("dkim.record", checkFail, "%s: %v", name, err)
-		return
-	case rec.Revoked:
+	case errors.Is(err, dkimverify.ErrKeyRevoked):
 		rep.add("dkim.record", checkWarn, "%s: key revoked (empty p=): signatures with s=%s fail", name, selector)
+		return
+	case err != nil:
+		rep.add("dkim.record", checkFail, "%s: %v: signatures with s=%s fail (permerror)", name, err, selector)
 		return
 	case rec.Testing:
 		rep.add("dkim.record", checkWarn, "%s: k=%s, but t=y (testing): some receivers ignore the signatures", name, rec.Type)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
 )
 
 // checkDNSZone has, per domain, good and broken records of each kind.
@@ -264,6 +268,96 @@ func TestCheckDNSUsage(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(tt.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tt.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, errb.String(), tt.want)
+		}
+	}
+}
+
+// check-dns says of a key record exactly what the verifier does: a record
+// it passes (or only warns about) verifies a good signature, one it fails
+// does not. The first four records were passed by check-dns's former parser
+// and refused by the verifier (issue 18).
+func TestCheckDNSKeyRecordAsVerifier(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := keyTXT(t, k)
+	p := good[strings.Index(good, "p=")+2:]
+	records := []string{
+		"v=DKIM1;; k=rsa; p=" + p,
+		"v=DKIM1; k=rsa; p=" + p + ";;",
+		"v=DKIM1; 1x=y; k=rsa; p=" + p,
+		"v=DKIM1; n=a\x01b; k=rsa; p=" + p,
+		good,
+		good + ";",
+		"k=rsa; p=" + p,
+		"v=DKIM1; k=rsa; t=y; x-extra=1; p=" + p,
+		"v=DKIM1; k=rsa; h=sha1; p=" + p,
+		"v=DKIM1; k=rsa; s=tlsrpt; p=" + p,
+		"v=DKIM1; k=ed25519; p=" + p,
+		"v=DKIM1; k=rsa; p=",
+	}
+	var zone strings.Builder
+	for i, rec := range records {
+		fmt.Fprintf(&zone, "s%d._domainkey.agree.test. IN TXT %s\n", i, zoneTXT(strings.ReplaceAll(rec, "\x01", `\001`)))
+	}
+	srv := dnstest.New(t, zone.String())
+	r, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "authmilter.toml")
+	if err := os.WriteFile(cfg, []byte("[dns]\nservers = [\""+srv.Addr()+"\"]\ncache_size = -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := dkimsign.MarshalPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "k.key")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, rec := range records {
+		sel := fmt.Sprintf("s%d", i)
+		txts, err := r.LookupTXT(context.Background(), sel+"._domainkey.agree.test.")
+		if err != nil || len(txts) != 1 || txts[0] != rec {
+			t.Fatalf("served %q, %v; want %q", txts, err, rec)
+		}
+		var out, errb bytes.Buffer
+		run([]string{"check-dns", "-config", cfg, "agree.test", "--selector", sel, "--json"}, &out, &errb)
+		var rep dnsReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatalf("%s: %v (%s)", sel, err, errb.String())
+		}
+		approved := true
+		for _, c := range rep.Checks {
+			if strings.HasPrefix(c.Check, "dkim.") && c.Status != "pass" && (c.Status == "fail" || strings.Contains(c.Detail, "revoked")) {
+				approved = false
+			}
+		}
+
+		key := []dkimsign.Key{{Name: "k", Domain: "agree.test", Selector: sel, File: keyFile}}
+		tab, err := dkimsign.NewTable(key, []dkimsign.SigningRule{{Pattern: "agree.test", Keys: []string{"k"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := dkimsign.AppendField(nil, "From", " a@agree.test")
+		s := dkimsign.Start(hdr, tab.Select("agree.test"), nil)
+		_, _ = s.Write([]byte("Hello.\r\n"))
+		values, err := s.Finish()
+		if err != nil || len(values) != 1 {
+			t.Fatalf("sign: %v %v", values, err)
+		}
+		msg := dkimsign.AppendField(nil, "DKIM-Signature", values[0])
+		msg = append(append(msg, hdr...), "\r\n"...)
+		v := dkimverify.Start(context.Background(), r, msg, nil)
+		_, _ = v.Write([]byte("Hello.\r\n"))
+		res := v.Results()
+		verified := len(res) == 1 && res[0].Status == dkimverify.StatusPass
+		if approved != verified {
+			t.Errorf("%q: check-dns approves %v, verifier passes %v (%+v)\n%s", rec, approved, verified, res, out.String())
 		}
 	}
 }

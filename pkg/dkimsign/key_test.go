@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/authmilter/authmilter/pkg/dkimverify"
 )
 
 // Test keys are generated once per test binary: RSA generation is slow.
@@ -176,7 +178,7 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := ParseKeyRecord(txt)
+		rec, err := dkimverify.ParseKeyRecord(txt)
 		if err != nil {
 			t.Fatalf("%s: %v", txt, err)
 		}
@@ -192,67 +194,6 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 			t.Errorf("%s matches another key", txt)
 		}
 	}
-}
-
-func TestParseKeyRecord(t *testing.T) {
-	testKeys(t)
-	rsaRec, _ := TXTRecord(testRSA.Public())
-	p := rsaRec[strings.Index(rsaRec, "p=")+2:]
-	pkcs1 := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&testRSA.PublicKey))
-	edP := base64.StdEncoding.EncodeToString(testEd.Public().(ed25519.PublicKey))
-	tests := []struct {
-		txt     string
-		wantErr bool
-		check   func(*KeyRecord) bool
-	}{
-		{"v=DKIM1; k=rsa; p=" + p, false, func(r *KeyRecord) bool { return r.Bits == 2048 && len(r.Notes) == 0 }},
-		{"k=rsa; p=" + p, false, func(r *KeyRecord) bool { return len(r.Notes) == 1 }},
-		{"p=" + p, false, func(r *KeyRecord) bool { return r.Type == AlgRSA }},
-		{"v=DKIM1; p=" + p[:100] + " \t" + p[100:], false, func(r *KeyRecord) bool { return r.Bits == 2048 }},
-		{"v=DKIM1; p=" + pkcs1, false, func(r *KeyRecord) bool { return r.Bits == 2048 && len(r.Notes) == 1 }},
-		{"v=DKIM1; k=ed25519; p=" + edP, false, func(r *KeyRecord) bool { return r.Bits == 256 }},
-		{"v=DKIM1; k=rsa; t=y:s; h=sha1:sha256; s=email; n=hello; p=" + p, false, func(r *KeyRecord) bool { return r.Testing && r.Strict }},
-		{"v=DKIM1; foo=bar; p=" + p, false, func(r *KeyRecord) bool { return len(r.Notes) == 1 }},
-		{"v=DKIM1; k=rsa; p=", false, func(r *KeyRecord) bool { return r.Revoked && r.Public == nil }},
-		{"v=DKIM2; p=" + p, true, nil},
-		{"k=rsa; v=DKIM1; p=" + p, true, nil},
-		{"v=DKIM1; k=dsa; p=" + p, true, nil},
-		{"v=DKIM1; h=sha1; p=" + p, true, nil},
-		{"v=DKIM1; s=tlsrpt; p=" + p, true, nil},
-		{"v=DKIM1; k=rsa", true, nil},
-		{"v=DKIM1; p=!!!", true, nil},
-		{"v=DKIM1; p=" + p + "; p=" + p, true, nil},
-		{"v=DKIM1; garbage; p=" + p, true, nil},
-		{"v=DKIM1; k=ed25519; p=" + p, true, nil},
-		{"v=DKIM1; k=rsa; p=" + edP, true, nil},
-		{"v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(mustPKIX(t, testEd.Public())), true, nil},
-		{"", true, nil},
-	}
-	for _, tt := range tests {
-		rec, err := ParseKeyRecord(tt.txt)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("%.60q: err = %v", tt.txt, err)
-			continue
-		}
-		if err != nil {
-			if !errors.Is(err, ErrKeyRecord) {
-				t.Errorf("%.60q: %v is not ErrKeyRecord", tt.txt, err)
-			}
-			continue
-		}
-		if !tt.check(rec) {
-			t.Errorf("%.60q: got %+v", tt.txt, rec)
-		}
-	}
-}
-
-func mustPKIX(t testing.TB, pub crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
 }
 
 func TestSplitTXTAndZoneRecord(t *testing.T) {

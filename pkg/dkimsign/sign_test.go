@@ -395,3 +395,14 @@ func TestHeaderKeys(t *testing.T) {
 		t.Errorf("h = %s, want %s", got, want)
 	}
 }
+
+// stripFWS removes the folding whitespace RFC 6376 §3.2 allows in values.
+func stripFWS(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\r', '\n':
+			return -1
+		}
+		return r
+	}, s)
+}

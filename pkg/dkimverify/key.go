@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -45,18 +43,16 @@ func (k *keyLookup) run(ctx context.Context, r TXTResolver) {
 	}
 }
 
-// pubKey is a parsed key record (RFC 6376 §3.6.1), or why it is unusable.
-// It is shared through keyCache and never changed after parsing.
+// pubKey is a key record as verification uses it: parsed once by
+// ParseKeyRecord, or why it cannot be read. It is shared through keyCache
+// and never changed after parsing.
 type pubKey struct {
-	alg      string // "rsa" or "ed25519"
-	rsa      *rsa.PublicKey
-	ed       ed25519.PublicKey
-	bits     int      // RSA modulus size
-	hashes   []string // h=, lowercased; nil means any
-	email    bool     // s= allows email (absent, "*" or "email")
-	strict   bool     // t=s: i= must not be a subdomain of d=
-	bad      *verdict // set if the record cannot be used
-	tooSmall bool     // RSA key under 1024 bits (RFC 8301 §3.2)
+	rec  *KeyRecord
+	alg  string // "rsa" or "ed25519"
+	rsa  *rsa.PublicKey
+	ed   ed25519.PublicKey
+	bits int      // RSA modulus size
+	bad  *verdict // set if the record cannot be read
 }
 
 // keyCache holds parsed key records by their text, so that a busy
@@ -86,98 +82,55 @@ func cachedKey(record string) *pubKey {
 	return k
 }
 
-func badKey(reason, format string, args ...any) *pubKey {
-	return &pubKey{bad: permerror(reason, format, args...)}
-}
-
-// parseKey reads a DKIM key record (RFC 6376 §3.6.1, RFC 8463 §4).
+// parseKey reads a DKIM key record with ParseKeyRecord.
 func parseKey(record string) *pubKey {
-	tags, err := parseTagList(record)
+	rec, err := ParseKeyRecord(record)
 	if err != nil {
-		return badKey("malformed key", "%w", err)
-	}
-	// v=: "If specified, this tag MUST be set to "DKIM1" ... This tag
-	// MUST be the first tag in the record."
-	if ver, ok := tags.get("v"); ok && (ver != "DKIM1" || tags[0].name != "v") {
-		return badKey("malformed key", "v=%s", ver)
-	}
-	p, ok := tags.get("p")
-	if !ok {
-		return badKey("malformed key", "no p=")
-	}
-	p = stripFWS(p)
-	if p == "" {
-		// "An empty value means that this public key has been revoked."
-		return badKey("key revoked", "empty p=")
-	}
-	der, err := base64.StdEncoding.DecodeString(p)
-	if err != nil {
-		return badKey("malformed key", "p=: %w", err)
-	}
-	k := &pubKey{email: true}
-	kt, _ := tags.get("k")
-	switch strings.ToLower(kt) {
-	case "", "rsa":
-		// Both SubjectPublicKeyInfo and bare RSAPublicKey are seen in the
-		// wild (RFC 6376 erratum 3017).
-		var pub any
-		if pub, err = x509.ParsePKIXPublicKey(der); err != nil {
-			pub, err = x509.ParsePKCS1PublicKey(der)
+		reason := "malformed key"
+		if errors.Is(err, ErrKeyAlgorithm) {
+			reason = "unsupported key algorithm"
 		}
-		rk, isRSA := pub.(*rsa.PublicKey)
-		switch {
-		case err != nil:
-			return badKey("malformed key", "p=: %w", err)
-		case !isRSA:
-			return badKey("malformed key", "p= is a %T, k=rsa", pub)
-		}
-		k.alg, k.rsa, k.bits = "rsa", rk, rk.N.BitLen()
-		k.tooSmall = k.bits < 1024
-	case "ed25519":
-		// RFC 8463 §4: the raw 32-byte public key.
-		if len(der) != ed25519.PublicKeySize {
-			return badKey("malformed key", "Ed25519 key of %d bytes", len(der))
-		}
-		k.alg, k.ed = "ed25519", ed25519.PublicKey(der)
-	default:
-		return &pubKey{bad: permerror("unsupported key algorithm", "k=%s", kt)}
+		return &pubKey{bad: &verdict{StatusPermError, reason, fmt.Errorf("dkim: %s: %w", reason, err)}}
 	}
-	if h, ok := tags.get("h"); ok {
-		k.hashes = []string{}
-		for _, a := range splitList(h) {
-			k.hashes = append(k.hashes, strings.ToLower(a))
-		}
-	}
-	if s, ok := tags.get("s"); ok {
-		k.email = false
-		for _, svc := range splitList(s) {
-			k.email = k.email || svc == "*" || strings.EqualFold(svc, "email")
-		}
-	}
-	if t, ok := tags.get("t"); ok {
-		for _, f := range splitList(t) {
-			k.strict = k.strict || strings.EqualFold(f, "s")
-		}
+	k := &pubKey{rec: rec, alg: rec.Type}
+	switch pub := rec.Public.(type) {
+	case *rsa.PublicKey:
+		k.rsa, k.bits = pub, rec.Bits
+	case ed25519.PublicKey:
+		k.ed = pub
 	}
 	return k
+}
+
+// keyReasons are the verdict reasons of KeyRecord.Usable's errors.
+var keyReasons = []struct {
+	err    error
+	reason string
+}{
+	{ErrKeyRevoked, "key revoked"},
+	{ErrKeyHash, "hash not allowed by key"},
+	{ErrKeyType, "key type does not match a="},
+	{ErrKeyService, "key not for email"},
 }
 
 // usable checks the key against the signature (RFC 6376 §6.1.2 steps 6-9,
 // RFC 8301 §3.2) and returns why it cannot verify it, or nil.
 func (k *pubKey) usable(s *signature) *verdict {
-	switch {
-	case k.bad != nil:
+	if k.bad != nil {
 		return k.bad
-	case k.tooSmall:
-		return &verdict{StatusPolicy, fmt.Sprintf("key too small (%d bits)", k.bits),
-			fmt.Errorf("%w: %d bits, want 1024 at least", ErrKeyTooSmall, k.bits)}
-	case k.hashes != nil && !contains(k.hashes, "sha256"):
-		return permerror("hash not allowed by key", "key h=%s", strings.Join(k.hashes, ":"))
-	case k.alg != s.keyAlg:
-		return permerror("key type does not match a=", "key k=%s, a=%s", k.alg, s.algorithm)
-	case !k.email:
-		return permerror("key not for email", "key s= lacks email")
-	case k.strict && s.identifier != "" && !strings.EqualFold(identityDomain(s.identifier), s.domain):
+	}
+	if err := k.rec.Usable(s.keyAlg); err != nil {
+		if errors.Is(err, ErrKeyTooSmall) {
+			return &verdict{StatusPolicy, fmt.Sprintf("key too small (%d bits)", k.bits), err}
+		}
+		for _, kr := range keyReasons {
+			if errors.Is(err, kr.err) {
+				return &verdict{StatusPermError, kr.reason, fmt.Errorf("dkim: %s: %w", kr.reason, err)}
+			}
+		}
+		return &verdict{StatusPermError, "unusable key", fmt.Errorf("dkim: %w", err)}
+	}
+	if k.rec.Strict && s.identifier != "" && !strings.EqualFold(identityDomain(s.identifier), s.domain) {
 		// §3.6.1 t=s: "the "i=" domain MUST NOT be a subdomain of "d="".
 		return permerror("i= not within d=", "key t=s forbids i= domain %s under d=%s", identityDomain(s.identifier), s.domain)
 	}
@@ -186,13 +139,4 @@ func (k *pubKey) usable(s *signature) *verdict {
 
 func identityDomain(i string) string {
 	return i[strings.LastIndexByte(i, '@')+1:]
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
