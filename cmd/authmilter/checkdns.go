@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,7 +83,7 @@ func cmdCheckDNS(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	d, err := dmarc.NormalizeDomain(domain)
+	d, err := identity.ASCII(domain)
 	if err != nil {
 		fmt.Fprintf(stderr, "authmilter check-dns: %v\n", err)
 		return 2

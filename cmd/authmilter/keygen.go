@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,7 +15,6 @@ import (
 	"path/filepath"
 
 	"github.com/authmilter/authmilter/pkg/dkimsign"
-	"github.com/authmilter/authmilter/pkg/dmarc"
 )
 
 // cmdKeygen is `authmilter keygen`: it makes a DKIM key pair, writes the
@@ -42,7 +43,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	d, err := dmarc.NormalizeDomain(*domain)
+	d, err := identity.ASCII(*domain)
 	if err != nil {
 		fmt.Fprintf(stderr, "authmilter keygen: --domain: %v\n", err)
 		return 2

@@ -4,6 +4,8 @@
 package config
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -225,7 +227,20 @@ func Parse(data []byte) (*Config, error) {
 		}
 		return nil, errs
 	}
+	c.normalize()
 	return c, nil
+}
+
+// normalize turns the domains of a validated configuration into the ASCII
+// form (identity.ASCII: lowercase, A-labels, no trailing dot) in which
+// they are compared, so that no user of the configuration has to.
+func (c *Config) normalize() {
+	for i, d := range c.DMARC.IgnoreFromDomains {
+		c.DMARC.IgnoreFromDomains[i], _ = identity.ASCII(d)
+	}
+	if a, err := identity.ASCII(c.Report.Receiver); err == nil {
+		c.Report.Receiver = a
+	}
 }
 
 // knownKeys lists every dotted option name, from the struct tags.
@@ -430,7 +445,7 @@ func (c *Config) Validate() Errors {
 	oneOf("dmarc.quarantine", c.DMARC.Quarantine, "hold", "header")
 	oneOf("dmarc.temperror", c.DMARC.TempError, "accept", "tempfail")
 	for _, d := range c.DMARC.IgnoreFromDomains {
-		if d == "" || strings.ContainsAny(d, " \t@") {
+		if _, err := identity.ASCII(d); err != nil {
 			bad("dmarc.ignore_from_domains", "%q is not a domain name", d)
 		}
 	}

@@ -137,3 +137,24 @@ func TestHostList(t *testing.T) {
 		}
 	}
 }
+
+// Domains are normalised when the configuration is loaded (issue 18:
+// "bücher.example" passed validation but never matched the A-label author
+// domain).
+func TestParseNormalizesDomains(t *testing.T) {
+	c, err := Parse([]byte("[dmarc]\nignore_from_domains = [\"Bücher.Example.\", \"EXAMPLE.org\"]\n[report]\nreceiver = \"Mail.Example.NET.\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.DMARC.IgnoreFromDomains, " "); got != "xn--bcher-kva.example example.org" {
+		t.Errorf("ignore_from_domains = %s", got)
+	}
+	if c.Report.Receiver != "mail.example.net" {
+		t.Errorf("report.receiver = %s", c.Report.Receiver)
+	}
+	for _, bad := range []string{"a..example", "192.0.2.1", "a@example.org", ""} {
+		if _, err := Parse([]byte("[dmarc]\nignore_from_domains = [\"" + bad + "\"]\n")); err == nil {
+			t.Errorf("ignore_from_domains = [%q] accepted", bad)
+		}
+	}
+}

@@ -1,12 +1,13 @@
 package config
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/authmilter/authmilter/pkg/dkimsign"
-	"github.com/authmilter/authmilter/pkg/dmarc"
 )
 
 // Signing configures DKIM signing of outbound mail (issue 11;
@@ -195,7 +196,7 @@ func validateSigning(s Signing, milterListen []string) Errors {
 		}
 		names[k.Name] = true
 		if k.Domain != dkimsign.FromDomain {
-			if _, err := dmarc.NormalizeDomain(k.Domain); err != nil || k.Domain == "" {
+			if _, err := identity.ASCII(k.Domain); err != nil || k.Domain == "" {
 				bk("domain", "%q is not a domain name (or \"%%\" for the From domain)", k.Domain)
 			}
 		}

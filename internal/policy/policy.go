@@ -5,6 +5,8 @@
 package policy
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"fmt"
 	"net/netip"
 	"strings"
@@ -74,7 +76,13 @@ func New(cfg *config.Config) (*Policy, error) {
 		return nil, fmt.Errorf("dmarc.trusted_forwarders: %w", err)
 	}
 	for _, d := range cfg.DMARC.IgnoreFromDomains {
-		p.ignoreFrom[strings.TrimSuffix(strings.ToLower(d), ".")] = true
+		// The author domain is compared in its ASCII form (A-labels),
+		// so "bücher.example" must become "xn--bcher-kva.example".
+		a, err := identity.ASCII(d)
+		if err != nil {
+			return nil, fmt.Errorf("dmarc.ignore_from_domains: %w", err)
+		}
+		p.ignoreFrom[a] = true
 	}
 	return p, nil
 }

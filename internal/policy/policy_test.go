@@ -43,6 +43,11 @@ func TestDecide(t *testing.T) {
 			"192.0.2.1", Accept, "none", ReasonLocalPolicy, ""},
 		{"ignored from", func(c *config.Config) { c.DMARC.IgnoreFromDomains = []string{"Example.ORG."} },
 			engine.Result{DMARC: fail(dmarc.PolicyReject, dmarc.PolicyReject)}, "192.0.2.1", Accept, "none", ReasonLocalPolicy, ""},
+		// issue 18: a U-label in the configuration matched no author
+		// domain (always A-labels), and the mail was rejected.
+		{"ignored from, U-label", func(c *config.Config) { c.DMARC.IgnoreFromDomains = []string{"Bücher.example"} },
+			engine.Result{DMARC: dmarc.Result{Status: dmarc.StatusFail, AuthorDomain: "xn--bcher-kva.example", Published: dmarc.PolicyReject, Applied: dmarc.PolicyReject}},
+			"192.0.2.1", Accept, "none", ReasonLocalPolicy, ""},
 		{"trusted forwarder", func(c *config.Config) { c.DMARC.TrustedForwarders = []string{"192.0.2.0/24"} },
 			engine.Result{DMARC: fail(dmarc.PolicyReject, dmarc.PolicyReject)}, "192.0.2.1", Accept, "none", ReasonTrustedForwarder, ""},
 		{"untrusted forwarder", func(c *config.Config) { c.DMARC.TrustedForwarders = []string{"192.0.2.0/24"} },

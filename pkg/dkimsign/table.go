@@ -1,12 +1,12 @@
 package dkimsign
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"crypto"
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/authmilter/authmilter/pkg/dmarc"
 )
 
 // ErrTable is wrapped by the errors of NewTable that are about the tables
@@ -128,7 +128,7 @@ func loadKey(k Key) (*LoadedKey, error) {
 		return nil, fmt.Errorf("%w: key without a name", ErrTable)
 	}
 	if k.Domain != FromDomain {
-		d, err := dmarc.NormalizeDomain(k.Domain)
+		d, err := identity.ASCII(k.Domain)
 		if err != nil {
 			return nil, fmt.Errorf("%w: domain: %v", ErrTable, err)
 		}
@@ -188,7 +188,7 @@ func normalizePattern(p string) (string, error) {
 			labels[i] = strings.ToLower(l)
 			continue
 		}
-		d, err := dmarc.NormalizeDomain(l)
+		d, err := identity.ASCII(l)
 		if err != nil {
 			return "", fmt.Errorf("%w: pattern %q: %v", ErrTable, p, err)
 		}
@@ -208,7 +208,7 @@ func (t *Table) Select(fromDomain string) []*LoadedKey {
 	if t == nil {
 		return nil
 	}
-	d, err := dmarc.NormalizeDomain(fromDomain)
+	d, err := identity.ASCII(fromDomain)
 	if err != nil {
 		return nil
 	}

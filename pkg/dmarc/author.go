@@ -1,16 +1,14 @@
 package dmarc
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/mail"
 	"strings"
-	"unicode/utf8"
-
-	"golang.org/x/net/idna"
 )
 
 // Errors of AuthorDomains and domain normalisation.
@@ -20,8 +18,9 @@ var (
 	// ErrNoAuthorDomain: the From field holds no address with a usable
 	// domain (e.g. an empty group, a domain literal, garbage).
 	ErrNoAuthorDomain = errors.New("dmarc: no author domain in From")
-	// ErrInvalidDomain: a domain name that is not a valid DNS host name.
-	ErrInvalidDomain = errors.New("dmarc: invalid domain name")
+	// ErrInvalidDomain: a domain name that is not a valid DNS host name
+	// (identity.ErrInvalidDomain, the one error for it).
+	ErrInvalidDomain = identity.ErrInvalidDomain
 )
 
 // addrParser decodes RFC 2047 encoded words in display names. Unknown
@@ -64,7 +63,7 @@ func AuthorDomains(fromValues []string) ([]string, error) {
 			return nil, err
 		}
 		for _, d := range raw {
-			nd, err := NormalizeDomain(d)
+			nd, err := identity.ASCII(d)
 			if err != nil {
 				return nil, fmt.Errorf("from domain %q: %w", d, err)
 			}
@@ -159,56 +158,4 @@ func scanDomains(v string) []string {
 func isDomainByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c >= 0x80
-}
-
-// idnaProfile maps U-labels for lookup (RFC 5891 §5) but, unlike
-// idna.Lookup, allows "_" which appears in real host names.
-var idnaProfile = idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.Transitional(false))
-
-// NormalizeDomain turns a domain into the form DMARC compares and queries:
-// lowercase, A-labels (RFC 9989 §5.3.1, RFC 5890 §2.3), no trailing dot. It
-// rejects domain literals, IP addresses and names that are not valid host
-// names (label of 1..63 letters, digits, "-" or "_"; at most 253 octets).
-func NormalizeDomain(d string) (string, error) {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" {
-		return "", fmt.Errorf("%w: empty", ErrInvalidDomain)
-	}
-	if d[0] == '[' || net.ParseIP(d) != nil {
-		return "", fmt.Errorf("%w: %q is an address literal", ErrInvalidDomain, d)
-	}
-	ascii := true
-	for i := 0; i < len(d); i++ {
-		if d[i] >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		d = strings.ToLower(d)
-	} else {
-		if !utf8.ValidString(d) {
-			return "", fmt.Errorf("%w: not UTF-8", ErrInvalidDomain)
-		}
-		a, err := idnaProfile.ToASCII(d)
-		if err != nil {
-			return "", fmt.Errorf("%w: %q: %w", ErrInvalidDomain, d, err)
-		}
-		d = strings.ToLower(strings.TrimSuffix(a, "."))
-	}
-	if len(d) > 253 {
-		return "", fmt.Errorf("%w: longer than 253 octets", ErrInvalidDomain)
-	}
-	for _, l := range strings.Split(d, ".") {
-		if l == "" || len(l) > 63 {
-			return "", fmt.Errorf("%w: %q: bad label length", ErrInvalidDomain, d)
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", fmt.Errorf("%w: %q: bad character %q", ErrInvalidDomain, d, c)
-			}
-		}
-	}
-	return d, nil
 }

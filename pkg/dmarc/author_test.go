@@ -64,27 +64,3 @@ func TestAuthorDomains(t *testing.T) {
 		})
 	}
 }
-
-func TestNormalizeDomain(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"EXAMPLE.COM.", "example.com"},
-		{"Bücher.Example", "xn--bcher-kva.example"},
-		{"ＥＸＡＭＰＬＥ.com", "example.com"}, // full-width mapped (UTS #46)
-		{"_dmarc.example.com", "_dmarc.example.com"},
-		{"192.0.2.1", ""},
-		{"", ""},
-		{"a b.example", ""},
-	}
-	for _, tt := range tests {
-		got, err := NormalizeDomain(tt.in)
-		if tt.want == "" {
-			if err == nil {
-				t.Errorf("NormalizeDomain(%q) = %q, want error", tt.in, got)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("NormalizeDomain(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}

@@ -1,6 +1,8 @@
 package dmarc
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"context"
 	"errors"
 	"fmt"
@@ -190,7 +192,7 @@ func oneBelow(d, parent string) string {
 }
 
 // Discover finds the DMARC Policy Record for authorDomain (lowercase A-label,
-// see NormalizeDomain) and its Organizational Domain.
+// see identity.ASCII) and its Organizational Domain.
 //
 // ModeRFC9989 (RFC 9989 §4.10.1): one tree walk from the Author Domain gives
 // both. The record applied is the first found of: the Author Domain's, the
@@ -201,7 +203,7 @@ func oneBelow(d, parent string) string {
 // It returns ErrNoPolicy when no record applies and an ErrTemporary error on
 // DNS failure; both come with a non-nil Discovery holding the queries made.
 func Discover(ctx context.Context, r Resolver, authorDomain string, mode Mode) (*Discovery, error) {
-	author, err := NormalizeDomain(authorDomain)
+	author, err := identity.ASCII(authorDomain)
 	if err != nil {
 		return &Discovery{AuthorDomain: authorDomain}, err
 	}
@@ -278,7 +280,7 @@ func pickPolicy(author, org string, fs []found) (string, *Record) {
 // from the ICANN section of the Public Suffix List. DNS failures give an
 // ErrTemporary error.
 func OrgDomain(ctx context.Context, r Resolver, domain string, mode Mode) (string, error) {
-	d, err := NormalizeDomain(domain)
+	d, err := identity.ASCII(domain)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,8 @@
 package dmarc
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"context"
 	"errors"
 	"fmt"
@@ -274,7 +276,7 @@ func dkimPassed(k DKIMInput) bool { return strings.EqualFold(strings.TrimSpace(k
 // normalizeID brings an identifier's domain to the Author Domain's form; an
 // invalid one becomes "" and never aligns.
 func normalizeID(s string) string {
-	d, err := NormalizeDomain(strings.TrimSpace(s))
+	d, err := identity.ASCII(strings.TrimSpace(s))
 	if err != nil {
 		return ""
 	}

@@ -1,6 +1,8 @@
 package dmarc
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"strings"
 	"testing"
 )
@@ -54,7 +56,7 @@ func FuzzAuthorDomains(f *testing.F) {
 			t.Fatal("no domains and no error")
 		}
 		for _, d := range ds {
-			n, err := NormalizeDomain(d)
+			n, err := identity.ASCII(d)
 			if err != nil || n != d {
 				t.Fatalf("domain %q not normalised: %q, %v", d, n, err)
 			}

@@ -1,6 +1,8 @@
 package report
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"context"
 	"errors"
 	"fmt"
@@ -53,7 +55,7 @@ func Destinations(ctx context.Context, r Resolver, pol PolicyPublished) []Destin
 		mode = dmarc.ModeRFC7489
 	}
 	var out []Destination
-	polDomain, perr := dmarc.NormalizeDomain(pol.Domain)
+	polDomain, perr := identity.ASCII(pol.Domain)
 	var polOrg string
 	var orgErr error
 	orgDone := false
@@ -180,7 +182,7 @@ func parseMailto(u URI) Destination {
 		return d
 	}
 	at := strings.LastIndexByte(ma.Address, '@')
-	host, err := dmarc.NormalizeDomain(ma.Address[at+1:])
+	host, err := identity.ASCII(ma.Address[at+1:])
 	if err != nil || !strings.Contains(host, ".") {
 		d.Err = fmt.Errorf("%w: %q has no usable domain", ErrInvalidURI, u.Address)
 		return d
