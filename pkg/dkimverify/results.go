@@ -62,22 +62,13 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 			k = kl
 		}
 	}
-	switch {
-	case k == nil || s.field < 0:
+	if k == nil || s.field < 0 {
 		return &verdict{StatusTempError, "verification not completed", fmt.Errorf("%w: signature state lost", ErrInternal)}, scratch
-	case k.err != nil && k.notFound:
-		return &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}, scratch
-	case k.err != nil:
-		return &verdict{StatusTempError, "key DNS lookup failed", fmt.Errorf("dkim: key unavailable: %w", k.err)}, scratch
-	case len(k.txts) == 0:
-		return &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}, scratch
-	case len(k.txts) > 1:
-		// RFC 6376 §6.1.2 lets the verifier choose; several records
-		// for one selector is a publishing mistake we do not guess
-		// around.
-		return permerror("several key records", "%d TXT records at %s", len(k.txts), k.name), scratch
 	}
-	key := cachedKey(k.txts[0])
+	key, vd := k.key()
+	if vd != nil {
+		return vd, scratch
+	}
 	res.KeyBits = key.bits
 	if vd := key.usable(s); vd != nil {
 		return vd, scratch
@@ -94,16 +85,7 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 
 	// §6.1.3 step 4-5: the header hash and the signature.
 	digest, scratch := headerDigest(v.fields, s, scratch)
-	var err error
-	switch key.alg {
-	case "rsa":
-		err = rsa.VerifyPKCS1v15(key.rsa, crypto.SHA256, digest, s.sigBytes)
-	case "ed25519":
-		// RFC 8463 §3: Ed25519 (pure) over the SHA-256 of the data.
-		if !ed25519.Verify(key.ed, digest, s.sigBytes) {
-			err = errors.New("ed25519: invalid signature")
-		}
-	}
+	err := key.check(digest, s.sigBytes)
 	if err != nil {
 		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkim: signature did not verify: %w", err)}, scratch
 	}
@@ -114,4 +96,39 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 			fmt.Errorf("%w: %d bits, want %d", ErrKeyTooSmall, key.bits, v.opts.MinRSABits)}, scratch
 	}
 	return nil, scratch
+}
+
+// key returns the parsed key record of a finished lookup, or why there is
+// none to use (RFC 6376 §6.1.2 steps 2-5).
+func (k *keyLookup) key() (*pubKey, *verdict) {
+	switch {
+	case k.err != nil && k.notFound:
+		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}
+	case k.err != nil:
+		return nil, &verdict{StatusTempError, "key DNS lookup failed", fmt.Errorf("dkim: key unavailable: %w", k.err)}
+	case len(k.txts) == 0:
+		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}
+	case len(k.txts) > 1:
+		// RFC 6376 §6.1.2 lets the verifier choose; several records
+		// for one selector is a publishing mistake we do not guess
+		// around.
+		return nil, permerror("several key records", "%d TXT records at %s", len(k.txts), k.name)
+	}
+	return cachedKey(k.txts[0]), nil
+}
+
+// check verifies sig over the SHA-256 digest with the key: rsa-sha256
+// (RFC 6376 §3.3) or ed25519-sha256 (RFC 8463 §3: Ed25519, pure, over the
+// SHA-256 of the data).
+func (k *pubKey) check(digest, sig []byte) error {
+	switch k.alg {
+	case "rsa":
+		return rsa.VerifyPKCS1v15(k.rsa, crypto.SHA256, digest, sig)
+	case "ed25519":
+		if !ed25519.Verify(k.ed, digest, sig) {
+			return errors.New("ed25519: invalid signature")
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: key of unknown type %q", ErrInternal, k.alg)
 }

@@ -276,7 +276,7 @@ func (v *Verifier) checkSignature(s *signature, tags tagList, err error) {
 		s.early = permerror("malformed signature", "b=: %w", err)
 		return
 	}
-	s.keyName = strings.ToLower(sel + "._domainkey." + d + ".")
+	s.keyName = keyName(sel, d)
 }
 
 func mustGet(tags tagList, name string) string {
