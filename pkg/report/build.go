@@ -63,6 +63,9 @@ type Report struct {
 	Rows                                       []Row
 	// EntryIDs are the store identifiers of every record counted in Rows.
 	EntryIDs []string
+	// Format is the dialect a report read by ReadXML was in; Build leaves
+	// it empty (the writer chooses at XML time).
+	Format Format
 }
 
 // Row is one report record: a group of messages that share every reported

@@ -1,6 +1,8 @@
 // Package report is the DMARC aggregate report model (RFC 9990, and the RFC
 // 7489 format as an option): the per-message Record the milter keeps, the
-// aggregation of records into reports, and their XML.
+// aggregation of records into reports, and their XML; and the reader of the
+// reports other receivers send us (read.go, unpack.go: XML, gzip, zip and
+// report mails, bounded and all-or-nothing).
 package report
 
 import "time"
