@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"fmt"
 	"net"
 	"net/netip"
@@ -101,7 +103,7 @@ func ParseHostMatcher(s string) (HostMatcher, error) {
 	if strings.Contains(s, "/") || strings.ContainsAny(s, " \t@:*") {
 		return HostMatcher{}, fmt.Errorf("%q is not an IP address, CIDR prefix or host name", s)
 	}
-	return HostMatcher{name: strings.TrimSuffix(strings.ToLower(s), ".")}, nil
+	return HostMatcher{name: identity.Fold(s)}, nil
 }
 
 // Match reports whether the client address or host name matches.
@@ -109,7 +111,7 @@ func (m HostMatcher) Match(ip netip.Addr, host string) bool {
 	if m.prefix.IsValid() {
 		return ip.IsValid() && m.prefix.Contains(ip.Unmap())
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = identity.Fold(host)
 	if host == "" || strings.HasPrefix(host, "[") {
 		return false
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"fmt"
 	"net/netip"
 	"sort"
@@ -65,19 +67,12 @@ func (e Exclusions) Excluded(addr string) bool {
 }
 
 func normAddr(addr string) string {
-	a := strings.TrimSpace(addr)
-	a = strings.TrimPrefix(a, "<")
-	a = strings.TrimSuffix(a, ">")
-	return strings.TrimSuffix(strings.ToLower(a), ".")
+	return identity.Fold(identity.StripPath(addr))
 }
 
 // domainOf returns the lowercase domain of an address, "" when it has none.
 func domainOf(addr string) string {
-	a := normAddr(addr)
-	if at := strings.LastIndexByte(a, '@'); at >= 0 {
-		return a[at+1:]
-	}
-	return ""
+	return identity.Fold(identity.DomainOf(addr))
 }
 
 // Build turns one message into its records, one per evaluated author domain

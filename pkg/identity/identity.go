@@ -111,6 +111,23 @@ func ASCII(s string) (string, error) {
 	return d, nil
 }
 
+// Fold returns the form in which a name that may not be a valid domain is
+// compared and stored: its ASCII form when it has one, otherwise (odd input
+// from the wire, kept so that it still compares with itself) lowercased
+// without the trailing dot. For a plain ASCII name both are the same, and
+// cheap: the hot path does not validate.
+func Fold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			if a, err := ASCII(s); err == nil {
+				return a
+			}
+			break
+		}
+	}
+	return strings.ToLower(strings.TrimSuffix(s, "."))
+}
+
 // SplitAddress cuts an address ("local@domain", with or without the angle
 // brackets and surrounding space of an SMTP path) at its last "@" (the
 // local-part may contain quoted "@", the domain cannot). ok is false when

@@ -8,6 +8,8 @@
 package spfcheck
 
 import (
+	"github.com/authmilter/authmilter/pkg/identity"
+
 	"context"
 	"errors"
 	"fmt"
@@ -112,7 +114,7 @@ func CheckMailFrom(ctx context.Context, r Resolver, ip net.IP, helo, sender stri
 			out.Identity = sender
 		}
 	}
-	out.Domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	out.Domain = identity.Fold(domain)
 	return check(ctx, r, ip, helo, out.Identity, out, o)
 }
 
@@ -126,7 +128,7 @@ func CheckHELO(ctx context.Context, r Resolver, ip net.IP, helo string, o *Optio
 		out.Result, out.Reason, out.Err = None, "HELO is an address literal", ErrIPLiteral
 		return out
 	}
-	out.Domain = strings.ToLower(strings.TrimSuffix(helo, "."))
+	out.Domain = identity.Fold(helo)
 	return check(ctx, r, ip, helo, out.Identity, out, o)
 }
 
