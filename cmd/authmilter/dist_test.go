@@ -22,15 +22,18 @@ func readRepoFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-// The Docker image builds with the script CI runs, ships a configuration
+// The Docker image builds with the script CI runs (integration's
+// TestContainer builds and runs the image itself), ships a configuration
 // that is valid and reachable from another container, and its HEALTHCHECK
 // runs a command that exists.
 func TestDockerfile(t *testing.T) {
 	df := readRepoFile(t, "Dockerfile")
 	ci := readRepoFile(t, "scripts/test-all")
-	if !regexp.MustCompile(`(?m)^RUN .*\./scripts/build /out/authmilter`).MatchString(df) ||
+	files := readRepoFile(t, "scripts/image-files")
+	if !regexp.MustCompile(`(?m)^RUN .*\./scripts/image-files /out$`).MatchString(df) ||
+		!regexp.MustCompile(`(?m)^\./scripts/build "\$root/usr/local/bin/authmilter"$`).MatchString(files) ||
 		!strings.Contains(ci, "./scripts/build ") {
-		t.Error("the Dockerfile and scripts/test-all must both build with scripts/build")
+		t.Error("the Dockerfile (through scripts/image-files) and scripts/test-all must both build with scripts/build")
 	}
 	for _, w := range []string{"USER 65532", `VOLUME ["/var/lib/authmilter"]`, "STATE_DIRECTORY=/var/lib/authmilter",
 		"COPY dist/docker/authmilter.toml /etc/authmilter/authmilter.toml"} {
