@@ -455,7 +455,7 @@ func dmarcEvalOut(r *engine.Result, d dmarc.Result) dmarcEval {
 		return ev
 	}
 	ev.Method, ev.Queries, ev.Skipped = disc.Method, disc.Queries, disc.Skipped
-	ev.PolicyDomain, ev.OrgDomain, ev.NonExistent = disc.PolicyDomain, disc.OrgDomain, disc.NonExistent
+	ev.PolicyDomain, ev.OrgDomain, ev.NonExistent = disc.PolicyDomain, d.OrgDomain, disc.NonExistent
 	if disc.Record == nil {
 		return ev
 	}
@@ -627,7 +627,13 @@ func writeText(w io.Writer, rep *verifyReport) {
 				p("  ignored (several DMARC records): %s", strings.Join(e.Skipped, ", "))
 			}
 			if e.PolicyDomain != "" {
-				p("  policy domain %s, organizational domain %s", e.PolicyDomain, orNone(e.OrgDomain))
+				org := e.OrgDomain
+				if org == "" {
+					// RFC 9989 §4.10.1: the author's own record settled the
+					// policy and no relaxed check needed the names above.
+					org = "not needed"
+				}
+				p("  policy domain %s, organizational domain %s", e.PolicyDomain, org)
 			} else if e.OrgDomain != "" {
 				p("  organizational domain %s", e.OrgDomain)
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
@@ -81,10 +82,12 @@ func (d *Discovery) Published() Policy {
 	return d.Record.Applicable(d.PolicyDomain != d.AuthorDomain, d.NonExistent)
 }
 
-// found is one valid DMARC record met during a walk.
-type found struct {
+// step is one query of a tree walk: the single DMARC record at _dmarc.<domain>
+// (nil for none), or the DNS failure that left it unknown.
+type step struct {
 	domain string
 	rec    *Record
+	err    error // an ErrTemporary error; rec is then nil
 }
 
 // walker runs queries and records them.
@@ -134,24 +137,30 @@ func isNotFound(err error) bool {
 
 // walk is the DNS tree walk of RFC 9989 §4.10 from start: query start, then
 // (cutting a name of 8 or more labels to 7) one label less at a time, at
-// most 8 queries, stopping at a record with psd=y or psd=n. It returns the
-// records found, longest name first.
-func (w *walker) walk(ctx context.Context, start string) ([]found, error) {
-	var fs []found
+// most 8 queries, stopping at a record with psd=y or psd=n. first, when not
+// nil, is the answer for start already in hand (not asked again). With
+// pastFailures false the walk ends at the first DNS failure (the failing
+// step is the last one returned); with it true a failure is noted and the
+// walk goes on, so that the names above can still settle the answer (see
+// orgCandidates). The steps come longest name first.
+func (w *walker) walk(ctx context.Context, start string, first *step, pastFailures bool) []step {
+	var steps []step
 	labels := strings.Split(start, ".")
-	// Step 1: the starting point.
 	i := 0
 	for q := 0; q < maxWalkQueries && i < len(labels); q++ {
 		name := strings.Join(labels[i:], ".")
-		rec, err := w.lookup(ctx, name)
-		if err != nil {
-			return fs, err
+		s := step{domain: name}
+		if q == 0 && first != nil {
+			s = *first
+		} else {
+			s.rec, s.err = w.lookup(ctx, name)
 		}
-		if rec != nil {
-			fs = append(fs, found{name, rec})
-			if rec.PSD == 'y' || rec.PSD == 'n' { // steps 2 and 6: stop
-				break
-			}
+		steps = append(steps, s)
+		if s.err != nil && !pastFailures {
+			break
+		}
+		if s.rec != nil && (s.rec.PSD == 'y' || s.rec.PSD == 'n') { // steps 2 and 6: stop
+			break
 		}
 		// Steps 4 and 7: x >= 8 labels → cut to 7, else drop one label.
 		if x := len(labels) - i; x >= maxWalkQueries {
@@ -160,26 +169,140 @@ func (w *walker) walk(ctx context.Context, start string) ([]found, error) {
 			i++
 		}
 	}
-	return fs, nil
+	return steps
 }
 
-// orgFromWalk selects the Organizational Domain from the records of a walk
-// started at start (RFC 9989 §4.10.2), longest name first: psd=n → that
-// name; psd=y below the start → one label below it; otherwise the name with
-// the fewest labels; with no records, start itself.
-func orgFromWalk(start string, fs []found) string {
-	for _, f := range fs {
-		if f.rec.PSD == 'n' {
-			return f.domain
-		}
-		if f.rec.PSD == 'y' && f.domain != start {
-			return oneBelow(start, f.domain)
+// firstErr returns the first DNS failure of a walk, or nil.
+func firstErr(steps []step) error {
+	for _, s := range steps {
+		if s.err != nil {
+			return s.err
 		}
 	}
-	if len(fs) > 0 {
-		return fs[len(fs)-1].domain
+	return nil
+}
+
+// guess is what a failed query of a walk could have answered.
+type guess uint8
+
+const (
+	guessNoRecord guess = iota
+	guessRecord         // a record without psd=y/n
+	guessPSDn           // a record with psd=n
+	guessPSDy           // a record with psd=y
+	nGuesses
+)
+
+// selectOrg is the selection of RFC 9989 §4.10.2 over the steps of a walk
+// started at start, longest name first: psd=n → that name; psd=y below the
+// start → the name one label below it; otherwise the name with the fewest
+// labels that has a record; with no record, start itself. A failed step
+// counts as guesses says (no record when guesses is nil).
+func selectOrg(start string, steps []step, guesses map[string]guess) string {
+	fewest := start
+	for _, s := range steps {
+		has, psd := s.rec != nil, byte('u')
+		if has {
+			psd = s.rec.PSD
+		}
+		if s.err != nil {
+			switch guesses[s.domain] {
+			case guessNoRecord:
+				has = false
+			case guessRecord:
+				has = true
+			case guessPSDn:
+				has, psd = true, 'n'
+			case guessPSDy:
+				has, psd = true, 'y'
+			}
+		}
+		switch {
+		case !has:
+		case psd == 'n' || (psd == 'y' && s.domain == start):
+			// A psd=y at the start is not rule 2; the walk stopped there, so
+			// its record is the one with the fewest labels.
+			return s.domain
+		case psd == 'y':
+			return oneBelow(start, s.domain)
+		default:
+			fewest = s.domain
+		}
 	}
-	return start
+	return fewest
+}
+
+// orgFromWalk is the Organizational Domain from the steps of a walk with no
+// failure (RFC 9989 §4.10.2).
+func orgFromWalk(start string, steps []step) string {
+	return selectOrg(start, steps, nil)
+}
+
+// orgCandidates returns every name the Organizational Domain of start can be
+// given the steps of its walk: exactly one without a failed step. A failed
+// step could have held no record, a record without psd (a candidate for
+// "fewest labels"), psd=n (that name) or psd=y (one below it), so each adds
+// the names it could make the answer.
+func orgCandidates(start string, steps []step) []string {
+	var cands []string
+	add := func(d string) {
+		if !slices.Contains(cands, d) {
+			cands = append(cands, d)
+		}
+	}
+	for _, s := range steps {
+		if s.err != nil {
+			add(s.domain)
+			if s.domain != start {
+				add(oneBelow(start, s.domain))
+			}
+		}
+	}
+	// Every failed step without a record: the walk's own answer.
+	add(selectOrg(start, steps, nil))
+	return cands
+}
+
+// failedNames lists the names whose query failed in the given walks, once.
+func failedNames(walks ...[]step) []string {
+	var names []string
+	for _, steps := range walks {
+		for _, s := range steps {
+			if s.err != nil && !slices.Contains(names, s.domain) {
+				names = append(names, s.domain)
+			}
+		}
+	}
+	return names
+}
+
+// maxGuessed bounds the failed names whose answers are guessed jointly
+// (nGuesses^maxGuessed combinations, 4096).
+const maxGuessed = 6
+
+// forEachGuess calls f with every combination of guesses for names until f
+// returns false. It returns false without calling f when there are more
+// than maxGuessed names.
+func forEachGuess(names []string, f func(map[string]guess) bool) bool {
+	if len(names) > maxGuessed {
+		return false
+	}
+	g := make(map[string]guess, len(names))
+	var rec func(i int) bool
+	rec = func(i int) bool {
+		if i == len(names) {
+			return f(g)
+		}
+		for v := range nGuesses {
+			g[names[i]] = v
+			if !rec(i + 1) {
+				return false
+			}
+		}
+		return true
+	}
+	rec(0)
+	return true
 }
 
 // oneBelow returns the name one label below parent on the way to d.
@@ -192,16 +315,32 @@ func oneBelow(d, parent string) string {
 }
 
 // Discover finds the DMARC Policy Record for authorDomain (lowercase A-label,
-// see identity.ASCII) and its Organizational Domain.
+// see identity.ASCII) and, when the policy needs it, its Organizational
+// Domain.
 //
-// ModeRFC9989 (RFC 9989 §4.10.1): one tree walk from the Author Domain gives
-// both. The record applied is the first found of: the Author Domain's, the
-// Organizational Domain's, the Public Suffix Domain's (a psd=y record).
+// ModeRFC9989 (RFC 9989 §4.10.1): _dmarc.<author> first. A record there
+// settles the policy and no name above is asked: the Organizational Domain
+// then matters only for relaxed alignment of an identifier other than the
+// Author Domain, and EvaluateDiscovered walks for it only when one passed
+// (RFC 9989 §4.10.2, §5.3.6) — a DNS failure above a domain with its own
+// record cannot turn a spoofed message into temperror. Without a record at
+// the author, the tree walk goes on up and gives both the Organizational
+// Domain and the record applied: the first found of the Organizational
+// Domain's and the Public Suffix Domain's (a psd=y record).
 // ModeRFC7489 (RFC 7489 §6.6.3): _dmarc.<author>, then _dmarc.<org> with org
 // from the Public Suffix List.
 //
 // It returns ErrNoPolicy when no record applies and an ErrTemporary error on
 // DNS failure; both come with a non-nil Discovery holding the queries made.
+//
+// What others do (RFC 7489 lookups, which stop at the author's record too):
+// mox's dmarc.Lookup asks _dmarc.<author>, then _dmarc.<org> from the Public
+// Suffix List only when the first has no record, and any DNS error of the
+// query it made is temperror; OpenDMARC's opendmarc_policy_query_dmarc does
+// the same (from memory); go-msgauth's dmarc.Lookup asks _dmarc.<domain> only
+// and leaves the fallback to the caller. None of them walks above a domain
+// with its own record. We do the same for the policy and walk for the
+// Organizational Domain only where RFC 9989 needs its answer.
 func Discover(ctx context.Context, r Resolver, authorDomain string, mode Mode) (*Discovery, error) {
 	author, err := identity.ASCII(authorDomain)
 	if err != nil {
@@ -229,17 +368,23 @@ func Discover(ctx context.Context, r Resolver, authorDomain string, mode Mode) (
 		}
 	} else {
 		d.Method = MethodTreeWalk
-		fs, err := w.walk(ctx, author)
+		rec, err := w.lookup(ctx, author)
 		if err != nil {
-			// Keep the Author Domain's own record, if the failure came
-			// later: an exactly aligned identifier can still pass.
-			if len(fs) > 0 && fs[0].domain == author {
-				d.PolicyDomain, d.Record = author, fs[0].rec
-			}
 			return d, err
 		}
-		d.OrgDomain = orgFromWalk(author, fs)
-		d.PolicyDomain, d.Record = pickPolicy(author, d.OrgDomain, fs)
+		if rec != nil {
+			d.PolicyDomain, d.Record = author, rec
+			if rec.PSD == 'y' || rec.PSD == 'n' {
+				d.OrgDomain = author // the walk would stop here (step 2)
+			}
+			return d, nil
+		}
+		steps := w.walk(ctx, author, &step{domain: author}, false)
+		if err := firstErr(steps); err != nil {
+			return d, err
+		}
+		d.OrgDomain = orgFromWalk(author, steps)
+		d.PolicyDomain, d.Record = pickPolicy(d.OrgDomain, steps)
 	}
 	if d.Record == nil {
 		return d, ErrNoPolicy
@@ -258,19 +403,17 @@ func Discover(ctx context.Context, r Resolver, authorDomain string, mode Mode) (
 	return d, nil
 }
 
-// pickPolicy chooses the record to apply (RFC 9989 §4.10.1): the Author
-// Domain's, else the Organizational Domain's, else the Public Suffix
+// pickPolicy chooses the record to apply when the Author Domain has none
+// (RFC 9989 §4.10.1): the Organizational Domain's, else the Public Suffix
 // Domain's — the psd=y record that ended the walk.
-func pickPolicy(author, org string, fs []found) (string, *Record) {
-	for _, want := range []string{author, org} {
-		for _, f := range fs {
-			if f.domain == want {
-				return f.domain, f.rec
-			}
+func pickPolicy(org string, steps []step) (string, *Record) {
+	for _, s := range steps {
+		if s.domain == org && s.rec != nil {
+			return s.domain, s.rec
 		}
 	}
-	if n := len(fs); n > 0 && fs[n-1].rec.PSD == 'y' {
-		return fs[n-1].domain, fs[n-1].rec
+	if n := len(steps); n > 0 && steps[n-1].rec != nil && steps[n-1].rec.PSD == 'y' {
+		return steps[n-1].domain, steps[n-1].rec
 	}
 	return "", nil
 }
@@ -288,11 +431,11 @@ func OrgDomain(ctx context.Context, r Resolver, domain string, mode Mode) (strin
 		return pslOrgDomain(d), nil
 	}
 	w := &walker{r: r}
-	fs, err := w.walk(ctx, d)
-	if err != nil {
+	steps := w.walk(ctx, d, nil, false)
+	if err := firstErr(steps); err != nil {
 		return "", err
 	}
-	return orgFromWalk(d, fs), nil
+	return orgFromWalk(d, steps), nil
 }
 
 // pslOrgDomain is RFC 7489 §3.2: the public suffix (ICANN section only; a

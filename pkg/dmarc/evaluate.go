@@ -1,13 +1,15 @@
 package dmarc
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Status is the DMARC result of RFC 9989 §5.3.5 as written in
@@ -63,8 +65,13 @@ type Result struct {
 	SPFAligned        bool
 	DKIMAligned       bool
 	AlignedDKIMDomain string // d= of the first aligned passing signature
-	Reason            string // one line for logs and A-R comments
-	Err               error  // the DNS or parse error behind temperror / permerror
+	// OrgDomain is the Author Domain's Organizational Domain when discovery
+	// or a relaxed alignment check needed it and DNS answered; "" when
+	// nothing did (the Author Domain's own record settled the policy and no
+	// identifier needed it, RFC 9989 §4.10.1).
+	OrgDomain string
+	Reason    string // one line for logs and A-R comments
+	Err       error  // the DNS or parse error behind temperror / permerror
 }
 
 // Options tune Evaluate; nil means defaults.
@@ -104,10 +111,10 @@ func (p *Pending) Evaluate(ctx context.Context, r Resolver, in Input, o *Options
 // Discover returned them). r is still needed for the Organizational Domains
 // of the authenticated identifiers under relaxed alignment (RFC 9989
 // §4.10.2).
-func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery, derr error, o *Options) Result {
-	res := Result{AuthorDomain: in.AuthorDomain, Discovery: d}
+func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery, derr error, o *Options) (res Result) {
+	res = Result{AuthorDomain: in.AuthorDomain, Discovery: d}
 	if d != nil && d.AuthorDomain != "" {
-		res.AuthorDomain = d.AuthorDomain
+		res.AuthorDomain, res.OrgDomain = d.AuthorDomain, d.OrgDomain
 	}
 	switch {
 	case derr == nil && d != nil && d.Record != nil:
@@ -124,17 +131,6 @@ func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery,
 		}
 		res.Status, res.Err = StatusTempError, derr
 		res.Reason = "DNS failure during policy discovery"
-		// The Author Domain's own record was read before the failure: an
-		// identifier equal to the Author Domain aligns under either mode
-		// and needs no more DNS, so the message can still pass.
-		if d != nil && d.Record != nil && d.PolicyDomain == d.AuthorDomain {
-			a := newAligner(ctx, r, d, o.mode())
-			if a.evaluateExact(in, &res) {
-				res.Status, res.Err = StatusPass, nil
-				res.Reason = passReason(in, &res) + " despite DNS failure"
-				res.Published, res.Applied = d.Published(), PolicyNone
-			}
-		}
 		return res
 	}
 	res.Published = d.Published()
@@ -145,6 +141,7 @@ func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery,
 	}
 
 	a := newAligner(ctx, r, d, o.mode())
+	defer func() { res.OrgDomain = a.authorOrgKnown() }()
 	if a.evaluateExact(in, &res) || a.evaluateRelaxed(in, &res) {
 		res.Status, res.Applied = StatusPass, PolicyNone
 		res.Reason = passReason(in, &res)
@@ -185,12 +182,29 @@ type aligner struct {
 	r    Resolver
 	d    *Discovery
 	mode Mode
-	orgs map[string]string
-	err  error // first DNS failure of a relaxed check
+	orgs map[string]orgWalk
+	err  error // the DNS failure behind the first undecided relaxed check
+}
+
+// orgWalk is what a walk for one domain's Organizational Domain found.
+type orgWalk struct {
+	start string
+	steps []step   // nil when the answer needed no walk (PSL, or known from discovery)
+	cands []string // see orgCandidates
+	err   error    // the first failed query, if any
+}
+
+// org is the Organizational Domain if the failed queries had answered as
+// guesses says.
+func (w orgWalk) org(guesses map[string]guess) string {
+	if w.steps == nil {
+		return w.cands[0]
+	}
+	return selectOrg(w.start, w.steps, guesses)
 }
 
 func newAligner(ctx context.Context, r Resolver, d *Discovery, mode Mode) *aligner {
-	return &aligner{ctx: ctx, r: r, d: d, mode: mode, orgs: map[string]string{}}
+	return &aligner{ctx: ctx, r: r, d: d, mode: mode, orgs: map[string]orgWalk{}}
 }
 
 // evaluateExact marks identifiers equal to the Author Domain: aligned in
@@ -242,31 +256,115 @@ func passReason(in Input, res *Result) string {
 	return strings.Join(parts, ", ")
 }
 
-// relaxed reports whether id has the Author Domain's Organizational Domain.
+// relaxed reports whether id has the Author Domain's Organizational Domain
+// (RFC 9989 §3.2.10.1, §4.10.2). It walks the DNS only when the answer can
+// change the outcome, and goes on past a failed query: the check is left
+// undecided (a.err set, false returned) only when some answers the failed
+// queries could have given make the two Organizational Domains equal and
+// others do not (RFC 9989 §5.3.6 — a query whose answer cannot change the
+// result is not one "required to perform DMARC validation").
 func (a *aligner) relaxed(id string) bool {
 	id = normalizeID(id)
-	org := a.d.OrgDomain
-	if id == "" || org == "" {
+	author := a.d.AuthorDomain
+	if id == "" || author == "" {
 		return false
 	}
-	// The Organizational Domain of id is id or one of its parents, so it can
-	// only equal org when org is id or a parent of id: no DNS needed otherwise.
-	if id != org && !strings.HasSuffix(id, "."+org) {
+	if id == author {
+		return true
+	}
+	// The Organizational Domain of a name is the name or one of its
+	// parents, so the two can only meet at a common parent: none (another
+	// TLD) needs no DNS at all.
+	if !sharesParent(id, author) {
 		return false
 	}
-	got, ok := a.orgs[id]
-	if !ok {
-		var err error
-		got, err = OrgDomain(a.ctx, a.r, id, a.mode)
-		if err != nil {
-			if a.err == nil {
-				a.err = err
-			}
-			return false
+	aw := a.authorOrg()
+	if !slices.ContainsFunc(aw.cands, func(o string) bool { return isSelfOrParent(o, id) }) {
+		return false // no candidate is id or above it: not aligned, whatever failed
+	}
+	iw := a.orgOf(id)
+	if aw.err == nil && iw.err == nil {
+		return aw.cands[0] == iw.cands[0]
+	}
+	if !slices.ContainsFunc(iw.cands, func(o string) bool { return slices.Contains(aw.cands, o) }) {
+		return false
+	}
+	// Both walks ask the same names above their common parent: guess the
+	// failed answers jointly and see whether any guess changes the outcome.
+	var outcomes [2]bool
+	complete := forEachGuess(failedNames(aw.steps, iw.steps), func(g map[string]guess) bool {
+		outcomes[b2i(aw.org(g) == iw.org(g))] = true
+		return !(outcomes[0] && outcomes[1])
+	})
+	if complete && outcomes[0] != outcomes[1] {
+		return outcomes[1]
+	}
+	if a.err == nil {
+		a.err = cmp.Or(aw.err, iw.err)
+	}
+	return false
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// authorOrg returns what is known of the Author Domain's Organizational
+// Domain. Discovery found it when the Author Domain had no record of its
+// own (or one with psd=y/n); otherwise the walk starts now, from the record
+// in hand (RFC 9989 §4.10.2).
+func (a *aligner) authorOrg() orgWalk {
+	if d := a.d; d.OrgDomain != "" {
+		return orgWalk{start: d.AuthorDomain, cands: []string{d.OrgDomain}}
+	}
+	return a.orgOf(a.d.AuthorDomain)
+}
+
+// authorOrgKnown returns the Author Domain's Organizational Domain if it was
+// needed and found, else "".
+func (a *aligner) authorOrgKnown() string {
+	if a.d.OrgDomain != "" {
+		return a.d.OrgDomain
+	}
+	if w, ok := a.orgs[a.d.AuthorDomain]; ok && w.err == nil {
+		return w.cands[0]
+	}
+	return ""
+}
+
+// orgOf walks for the Organizational Domain of id, going on past failed
+// queries (see orgCandidates); the walk from the Author Domain reuses its
+// record instead of asking again.
+func (a *aligner) orgOf(id string) orgWalk {
+	if w, ok := a.orgs[id]; ok {
+		return w
+	}
+	w := orgWalk{start: id}
+	if a.mode == ModeRFC7489 {
+		w.cands = []string{pslOrgDomain(id)}
+	} else {
+		var first *step
+		if id == a.d.AuthorDomain && a.d.PolicyDomain == id {
+			first = &step{domain: id, rec: a.d.Record}
 		}
-		a.orgs[id] = got
+		w.steps = (&walker{r: a.r}).walk(a.ctx, id, first, true)
+		w.cands, w.err = orgCandidates(id, w.steps), firstErr(w.steps)
 	}
-	return got == org
+	a.orgs[id] = w
+	return w
+}
+
+// isSelfOrParent reports whether p is d or a parent domain of d.
+func isSelfOrParent(p, d string) bool {
+	return p == d || strings.HasSuffix(d, "."+p)
+}
+
+// sharesParent reports whether a and b have their last label in common.
+func sharesParent(a, b string) bool {
+	return a[strings.LastIndexByte(a, '.')+1:] == b[strings.LastIndexByte(b, '.')+1:]
 }
 
 func spfPassed(in Input) bool { return strings.EqualFold(strings.TrimSpace(in.SPFResult), "pass") }

@@ -152,8 +152,9 @@ func TestEvaluatePct(t *testing.T) {
 	}
 }
 
-// TestEvaluateTempError: DNS failure gives temperror and no policy (RFC 9989
-// §5.3.6), unless an identifier equal to the Author Domain already passed.
+// TestEvaluateTempError: a DNS failure the result depends on gives temperror
+// and no policy (RFC 9989 §5.3.6); one it does not depend on changes
+// nothing.
 func TestEvaluateTempError(t *testing.T) {
 	zone := `example.com. 300 IN A 192.0.2.1
 _dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject"
@@ -167,7 +168,9 @@ _dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
 		{"SERVFAIL on the policy record", "_dmarc.example.com", spfIn("example.com", "pass", "example.com"), StatusTempError},
 		{"SERVFAIL above the author record, exact SPF", "_dmarc.example.com", spfIn("a.example.com", "pass", "a.example.com"), StatusPass},
 		{"SERVFAIL above the author record, relaxed DKIM", "_dmarc.example.com", spfIn("a.example.com", "none", "", dk("example.com", "pass")), StatusTempError},
-		{"SERVFAIL above the author record, SPF fail", "_dmarc.example.com", spfIn("a.example.com", "fail", "a.example.com"), StatusTempError},
+		// RFC 9989 §4.10.1: the author's own record settles the policy;
+		// nothing needs the failed name above it.
+		{"SERVFAIL above the author record, SPF fail", "_dmarc.example.com", spfIn("a.example.com", "fail", "a.example.com"), StatusFail},
 		{"SERVFAIL in the alignment walk", "_dmarc.x.example.com", spfIn("example.com", "none", "", dk("x.example.com", "pass")), StatusTempError},
 		{"SERVFAIL in the alignment walk, other identifier aligned", "_dmarc.x.example.com",
 			spfIn("example.com", "pass", "example.com", dk("x.example.com", "pass")), StatusPass},
@@ -184,6 +187,67 @@ _dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
 				if !errors.Is(res.Err, ErrTemporary) || res.Applied != "" {
 					t.Errorf("err %v applied %q; want ErrTemporary and no policy", res.Err, res.Applied)
 				}
+			}
+		})
+	}
+}
+
+// TestEvaluateOnlyNeededQueries: the Author Domain's own record settles the
+// policy (RFC 9989 §4.10.1); names above it are asked only when a passing
+// identifier's relaxed alignment depends on them (§4.10.2), and a failure
+// there is temperror only when its answer could change the result (§5.3.6).
+// A spoofed message from a p=reject domain stays a fail when the parent's
+// DNS is broken.
+func TestEvaluateOnlyNeededQueries(t *testing.T) {
+	zone := `mail.bank.test.          300 IN A   192.0.2.1
+_dmarc.mail.bank.test.   300 IN TXT "v=DMARC1; p=reject"
+_dmarc.bank.test.        300 IN TXT "v=DMARC1; p=none"`
+	tests := []struct {
+		name    string
+		fail    string // answers SERVFAIL
+		in      Input
+		status  Status
+		queries int64 // on the wire (uncached resolver)
+	}{
+		{"spoof, nothing passed, parent SERVFAIL", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "fail", "evil.example"), StatusFail, 1},
+		{"spoof, SPF pass under another TLD", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "pass", "evil.example", dk("evil.example", "pass")), StatusFail, 1},
+		{"spoof, SPF pass under the same TLD: the parent cannot make it align", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "pass", "evil.test"), StatusFail, 3},
+		{"exact DKIM, parent SERVFAIL", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "none", "", dk("mail.bank.test", "pass")), StatusPass, 1},
+		{"relaxed DKIM at the parent needs its record", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "none", "", dk("bank.test", "pass")), StatusTempError, 5},
+		{"relaxed SPF at a sibling needs the parent's record", "_dmarc.bank.test",
+			spfIn("mail.bank.test", "pass", "bounce.bank.test"), StatusTempError, 6},
+		{"TLD SERVFAIL: a subdomain aligns whatever the TLD says", "_dmarc.test",
+			spfIn("mail.bank.test", "pass", "x.mail.bank.test"), StatusPass, 7},
+		// A record without psd=y at the TLD would make every .test name one
+		// Organizational Domain (RFC 9989 §4.10.2 rule 3; the risk its
+		// "Relaxed Alignment Considerations" name): the answer can change
+		// the result, so temperror.
+		{"TLD SERVFAIL: another name under the TLD depends on it", "_dmarc.test",
+			spfIn("mail.bank.test", "pass", "evil.test"), StatusTempError, 5},
+		{"TLD SERVFAIL: nothing passed", "_dmarc.test",
+			spfIn("mail.bank.test", "softfail", "mail.bank.test"), StatusFail, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, r := newDNS(t, zone)
+			srv.Fail(tt.fail, dns.RcodeServerFailure)
+			res := Evaluate(context.Background(), r, tt.in, nil)
+			if res.Status != tt.status {
+				t.Errorf("status %s (%s, %v), want %s", res.Status, res.Reason, res.Err, tt.status)
+			}
+			if got := srv.Queries(); got != tt.queries {
+				t.Errorf("%d queries, want %d", got, tt.queries)
+			}
+			if tt.status == StatusTempError && !errors.Is(res.Err, ErrTemporary) {
+				t.Errorf("err %v, want ErrTemporary", res.Err)
+			}
+			if tt.status == StatusFail && res.Applied != PolicyReject {
+				t.Errorf("applied %q, want reject", res.Applied)
 			}
 		})
 	}
