@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +15,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/report"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -15,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/authmilter/authmilter/pkg/dkimsign"
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // cmdKeygen is `authmilter keygen`: it makes a DKIM key pair, writes the

@@ -4,8 +4,6 @@
 package config
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Config is the whole configuration. The zero value is not useful: start from

@@ -1,13 +1,12 @@
 package config
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/authmilter/authmilter/pkg/dkimsign"
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Signing configures DKIM signing of outbound mail (issue 11;

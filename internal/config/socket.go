@@ -1,13 +1,13 @@
 package config
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Socket is one listen address in the form the milter server opens.

@@ -5,8 +5,6 @@
 package policy
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"fmt"
 	"net/netip"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"fmt"
 	"net/netip"
 	"sort"
@@ -12,6 +10,7 @@ import (
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/report"
 )
 

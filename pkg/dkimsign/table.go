@@ -1,12 +1,12 @@
 package dkimsign
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"crypto"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // ErrTable is wrapped by the errors of NewTable that are about the tables

@@ -1,14 +1,14 @@
 package dmarc
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/mail"
 	"strings"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Errors of AuthorDomains and domain normalisation.

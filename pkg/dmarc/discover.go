@@ -1,8 +1,6 @@
 package dmarc
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Resolver is the DNS this package needs. Errors must be *net.DNSError

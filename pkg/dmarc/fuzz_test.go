@@ -1,10 +1,10 @@
 package dmarc
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"strings"
 	"testing"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // FuzzParseRecord: no input panics, and a parsed record always holds values

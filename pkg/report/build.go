@@ -1,8 +1,6 @@
 package report
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -225,7 +223,7 @@ func reportable(rec *Record) error {
 // normPolicy lowercases what the XML enumerations need lowercase and fills
 // what RFC 9990 §3.1.1.5 calls "the discovered or default value".
 func normPolicy(p PolicyPublished) PolicyPublished {
-	p.Domain = identity.Fold(p.Domain)
+	p.Domain = strings.ToLower(strings.TrimSuffix(p.Domain, "."))
 	p.DiscoveryMethod = strings.ToLower(p.DiscoveryMethod)
 	if p.DiscoveryMethod != "psl" {
 		p.DiscoveryMethod = "treewalk"

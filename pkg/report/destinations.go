@@ -1,8 +1,6 @@
 package report
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Resolver is the DNS the destination check needs: TXT lookups for the

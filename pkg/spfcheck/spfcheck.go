@@ -8,8 +8,6 @@
 package spfcheck
 
 import (
-	"github.com/authmilter/authmilter/pkg/identity"
-
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Result is an SPF result (RFC 7208 §2.6). The strings are the ones used in
