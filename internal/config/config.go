@@ -38,6 +38,8 @@ type Config struct {
 	Report  Report  `toml:"report"`  // internal/config/report.go
 	Metrics Metrics `toml:"metrics"` // internal/config/metrics.go
 	Signing Signing `toml:"signing"` // internal/config/signing.go
+
+	FailureReports FailureReports `toml:"failure_reports"` // internal/config/failure.go
 }
 
 // Milter holds the sockets and session limits of the milter server.
@@ -157,6 +159,8 @@ func Default() *Config {
 		Report:  defaultReport(),
 		Metrics: defaultMetrics(),
 		Signing: defaultSigning(),
+
+		FailureReports: defaultFailureReports(),
 	}
 }
 
@@ -456,6 +460,7 @@ func (c *Config) Validate() Errors {
 	}
 	es = append(es, c.validateStore()...)
 	es = append(es, c.validateReport()...)
+	es = append(es, c.validateFailureReports()...)
 	es = append(es, c.validateMetrics()...)
 	es = append(es, validateSigning(c.Signing, c.Milter.Listen)...)
 	return es

@@ -32,6 +32,25 @@ var migrations = [][]string{
 		`CREATE INDEX records_pending ON records (policy_domain, ts) WHERE report_id IS NULL`,
 		`CREATE INDEX records_ts ON records (ts)`,
 	},
+	{ // 2: failure reports (internal/store/failure.go)
+		`CREATE TABLE failure_reports (
+			id            TEXT PRIMARY KEY,  -- random 128-bit id, hex
+			ts            BIGINT NOT NULL,   -- queued at, Unix microseconds UTC
+			policy_domain TEXT NOT NULL,
+			uri           TEXT NOT NULL,     -- the ruf URI as published
+			data          TEXT NOT NULL,     -- failrep.Report as JSON
+			state         TEXT NOT NULL,     -- pending, sent, dropped
+			attempts      BIGINT NOT NULL,
+			next_try      BIGINT NOT NULL,   -- Unix microseconds
+			done_at       BIGINT             -- sent or dropped at
+		)`,
+		`CREATE INDEX failure_reports_due ON failure_reports (next_try) WHERE state = 'pending'`,
+		`CREATE TABLE report_limits (
+			name       TEXT PRIMARY KEY,  -- what is limited, e.g. "fr|example.com|192.0.2.1|dmarc"
+			window_end BIGINT NOT NULL,   -- end of the current window, Unix microseconds
+			taken      BIGINT NOT NULL    -- reports taken in the window
+		)`,
+	},
 }
 
 // SchemaVersion is the schema version this build migrates to.
