@@ -26,9 +26,9 @@ func TestTakeLimit(t *testing.T) {
 				want bool
 			}{
 				{a, "fr|example.com|192.0.2.1|dmarc", 1, 0, true},
-				{b, "fr|example.com|192.0.2.1|dmarc", 1, time.Minute, false},   // other host, same window
-				{a, "fr|example.com|192.0.2.1|spf", 1, time.Minute, true},      // other kind
-				{a, "fr|example.com|192.0.2.2|dmarc", 1, time.Minute, true},    // other IP
+				{b, "fr|example.com|192.0.2.1|dmarc", 1, time.Minute, false}, // other host, same window
+				{a, "fr|example.com|192.0.2.1|spf", 1, time.Minute, true},    // other kind
+				{a, "fr|example.com|192.0.2.2|dmarc", 1, time.Minute, true},  // other IP
 				{b, "fr|example.com|192.0.2.1|dmarc", 1, 59 * time.Minute, false},
 				{b, "fr|example.com|192.0.2.1|dmarc", 1, time.Hour, true}, // the window ended
 				{a, "fr|example.com|192.0.2.1|dmarc", 1, 61 * time.Minute, false},
