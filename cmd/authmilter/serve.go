@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
+	"github.com/authmilter/authmilter/internal/failrep"
 	"github.com/authmilter/authmilter/internal/metrics"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
@@ -134,12 +135,13 @@ func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st
 
 // daemon is what serve keeps between reloads.
 type daemon struct {
-	path    string // the configuration file; "" for the embedded defaults
-	log     *slog.Logger
-	level   *slog.LevelVar
-	metrics *metrics.Metrics
-	store   *store.Store // nil: backend "off"
-	current *service.Current
+	path     string // the configuration file; "" for the embedded defaults
+	log      *slog.Logger
+	level    *slog.LevelVar
+	metrics  *metrics.Metrics
+	store    *store.Store      // nil: backend "off"
+	failures *failrep.Reporter // nil: failure reports off
+	current  *service.Current
 
 	// The running configuration and its resolver; only the main loop
 	// (start, reload, shutdown) touches them.
@@ -161,6 +163,7 @@ func (d *daemon) build(cfg *config.Config) (*service.Service, *resolver.Resolver
 	if err != nil {
 		return nil, nil, err
 	}
+	svc.Failures = d.failures // nil at start: set once it runs
 	return svc, res, nil
 }
 
@@ -175,6 +178,7 @@ var restartOnly = []string{
 	"log.format",
 	"store.backend", "store.dir", "store.postgres_dsn", "store.commit", "store.write_timeout", "store.retention_days",
 	"report",
+	"failure_reports",
 	"metrics",
 }
 
@@ -340,6 +344,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	failures, stopFailures, err := startFailureReports(cfg, st, res, log, d.metrics)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	// Deferred after st.Close: the sender stops before the store closes.
+	defer stopFailures()
+	d.failures, svc.Failures = failures, failures
 	d.cfg, d.res, d.current = cfg, res, service.NewCurrent(svc)
 	mode, _ := strconv.ParseUint(cfg.Milter.SocketMode, 8, 32)
 	srv := milter.NewServer(d.current, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,

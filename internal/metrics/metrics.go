@@ -47,6 +47,7 @@ type Metrics struct {
 
 	storePut prometheus.Histogram
 	reports  *prometheus.CounterVec
+	failures *prometheus.CounterVec // stage, outcome
 	reloads  *prometheus.CounterVec
 	reloaded prometheus.Gauge
 }
@@ -92,6 +93,7 @@ func New(version string) *Metrics {
 
 	m.storePut = histogram("store_put_seconds", "Time a message's records took to be stored (committed in sync mode, queued in async mode).", storeBuckets)
 	m.reports = counter("reports_total", "Aggregate report mails handed to the relay, by result (sent, failed).", "result")
+	m.failures = counter("failure_reports_total", "DMARC failure reports (RFC 9991) by stage (queue: a failing message was looked at; send: a queued report was handled) and outcome.", "stage", "outcome")
 	m.reloads = counter("config_reloads_total", "Configuration reloads (SIGHUP) by result (ok, failed).", "result")
 	m.reloaded = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "When the running configuration was loaded (start or last successful reload)."})
@@ -175,6 +177,14 @@ func (m *Metrics) Report(err error) {
 	}
 	m.reports.WithLabelValues("sent").Inc()
 }
+
+// FailureQueue counts what happened to a failure report a message warranted
+// (failrep.Outcome…).
+func (m *Metrics) FailureQueue(outcome string) { m.failures.WithLabelValues("queue", outcome).Inc() }
+
+// FailureSend counts what the sender did with a queued failure report
+// (reportmail.Failure…).
+func (m *Metrics) FailureSend(outcome string) { m.failures.WithLabelValues("send", outcome).Inc() }
 
 // Reload counts a configuration reload.
 func (m *Metrics) Reload(ok bool) {

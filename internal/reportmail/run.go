@@ -299,10 +299,14 @@ func (r *Runner) one(ctx context.Context, now time.Time, rep *report.Report, sum
 
 // suppressed matches a policy domain (or a subdomain of a listed domain),
 // or a rua address (exactly, or by its domain).
-func (r *Runner) suppressed(name string) bool {
+func (r *Runner) suppressed(name string) bool { return suppressed(r.Suppress, name) }
+
+// suppressed matches name against a report.suppress list (aggregate and
+// failure reports share it).
+func suppressed(list []string, name string) bool {
 	name = strings.ToLower(name)
 	dom := name[strings.LastIndexByte(name, '@')+1:]
-	for _, s := range r.Suppress {
+	for _, s := range list {
 		s = strings.ToLower(strings.TrimSpace(s))
 		if strings.Contains(s, "@") && !strings.HasPrefix(s, "@") {
 			if s == name {

@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authmilter/authmilter/internal/failrep"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/authres"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/engine"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
@@ -36,6 +38,9 @@ type Service struct {
 	Observe Observer
 	// Signing signs outbound mail (sign.go); nil signs nothing.
 	Signing *Signing
+	// Failures queues DMARC failure reports (internal/failrep); nil sends
+	// none. Only then is the header block kept for the report.
+	Failures *failrep.Reporter
 }
 
 // Observer is told what happened to each message, for metrics
@@ -104,7 +109,13 @@ type message struct {
 	rcpts  []string
 	arSeen int // Authentication-Results fields so far (the protocol's 1-based index)
 	forged []milter.HeaderRef
+	header []byte // the header block, kept only for failure reports
 }
+
+// maxReportHeader bounds the header block kept for a failure report; fields
+// past it are left out of the report (a report is a diagnosis, not an
+// archive).
+const maxReportHeader = 64 << 10
 
 func (m *message) Recipient(addr string) { m.rcpts = append(m.rcpts, addr) }
 
@@ -115,6 +126,9 @@ func (m *message) Header(name, value string) {
 		if authres.SameServID(value, m.s.AuthservID) {
 			m.forged = append(m.forged, milter.HeaderRef{Name: name, Index: m.arSeen})
 		}
+	}
+	if m.s.Failures != nil && len(m.header)+len(name)+len(value) < maxReportHeader {
+		m.header = dkimverify.AppendField(m.header, name, value)
 	}
 	m.em.Header(name, value)
 }
@@ -128,7 +142,8 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	r := m.em.Finish(ctx)
 	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
-	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: authres.Format(m.s.AuthservID, r.AuthResults())})
+	ar := authres.Format(m.s.AuthservID, r.AuthResults())
+	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
 	if m.s.ReceivedSPF && r.SPF.Result != "" {
 		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: ReceivedSPF(m.s.AuthservID, m.env, r.SPF)})
 	}
@@ -143,6 +158,8 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 			m.s.Observe.Recorded(time.Since(t))
 		}
 	}
+	m.s.Failures.Offer(failrep.Message{Result: r, Action: d.Action.String(), ClientIP: m.env.ClientIP,
+		MailFrom: m.env.MailFrom, Header: m.header, AuthResults: ar, Time: time.Now()})
 	eom := time.Since(start)
 	m.log(ctx, queueID, r, d, eom)
 	if m.s.Observe != nil {
