@@ -19,6 +19,7 @@ type FailureStore interface {
 	FinishFailure(ctx context.Context, id, state string, now time.Time) error
 	RetryFailure(ctx context.Context, id string, attempts int, next time.Time) error
 	TakeLimit(ctx context.Context, name string, max int, window time.Duration, now time.Time) (bool, error)
+	ReturnLimit(ctx context.Context, name string) error
 	PruneFailures(ctx context.Context, olderThan time.Time) error
 	TryLock(ctx context.Context, name string) (release func(), ok bool, err error)
 }
@@ -170,7 +171,8 @@ func (s *FailureSender) one(ctx context.Context, now time.Time, q store.QueuedFa
 		drop(FailureUnsendable, "larger than the destination's size limit", nil)
 		return false
 	}
-	ok, err := s.Store.TakeLimit(ctx, "fr-dest|"+d.Address, s.MaxPerDestinationPerDay, 24*time.Hour, now)
+	capName := "fr-dest|" + d.Address
+	ok, err := s.Store.TakeLimit(ctx, capName, s.MaxPerDestinationPerDay, 24*time.Hour, now)
 	switch {
 	case err != nil:
 		retry("rate limit unavailable", err)
@@ -189,6 +191,10 @@ func (s *FailureSender) one(ctx context.Context, now time.Time, q store.QueuedFa
 	case errors.Is(err, ErrRejected):
 		drop(FailureUnsendable, "relay refused the destination", err)
 	default:
+		// Not sent: the report is tried again and must not count twice.
+		if err := s.Store.ReturnLimit(ctx, capName); err != nil {
+			log.Warn("failure report: cannot return the destination's rate-limit slot", "err", err)
+		}
 		retry("relay unavailable", err)
 	}
 	return false

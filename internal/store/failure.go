@@ -38,6 +38,7 @@ const (
 			taken = CASE WHEN report_limits.window_end <= ? THEN 1 ELSE report_limits.taken + 1 END,
 			window_end = CASE WHEN report_limits.window_end <= ? THEN excluded.window_end ELSE report_limits.window_end END
 		WHERE report_limits.window_end <= ? OR report_limits.taken < ?`
+	returnLimit  = `UPDATE report_limits SET taken = taken - 1 WHERE name = ? AND taken > 0`
 	queueFailure = `INSERT INTO failure_reports (id, ts, policy_domain, uri, data, state, attempts, next_try)
 		VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)`
 	dueFailures = `SELECT id, data, CAST(attempts AS TEXT) FROM failure_reports
@@ -61,6 +62,16 @@ func (s *Store) TakeLimit(ctx context.Context, name string, max int, window time
 		return false, fmt.Errorf("store: rate limit %q: %w", name, err)
 	}
 	return n > 0, nil
+}
+
+// ReturnLimit gives back a report taken from the counter name that was not
+// sent after all (the relay failed temporarily): it is tried again later
+// and must not count twice.
+func (s *Store) ReturnLimit(ctx context.Context, name string) error {
+	if _, err := s.db.exec(ctx, returnLimit, name); err != nil {
+		return fmt.Errorf("store: rate limit %q: %w", name, err)
+	}
+	return nil
 }
 
 // QueueFailure queues one failure report for one destination URI, due at once.

@@ -38,10 +38,20 @@ func TestTakeLimit(t *testing.T) {
 				{b, "global", 3, 0, false},
 				{a, "global", 0, 2 * time.Hour, false}, // max 0 takes nothing
 			}
+
 			for i, c := range cases {
 				got, err := c.who.TakeLimit(ctx, c.name, c.max, time.Hour, t0.Add(c.at))
 				if err != nil || got != c.want {
 					t.Errorf("%d: TakeLimit(%s, max %d, +%v) = %v, %v; want %v", i, c.name, c.max, c.at, got, err, c.want)
+				}
+			}
+			// A slot given back (the relay failed) can be taken once more.
+			if err := b.ReturnLimit(ctx, "global"); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []bool{true, false} {
+				if got, err := a.TakeLimit(ctx, "global", 3, time.Hour, t0.Add(time.Minute)); got != want || err != nil {
+					t.Errorf("after ReturnLimit, take %d = %v, %v; want %v", i, got, err, want)
 				}
 			}
 			// After a restart the window still holds.
