@@ -100,6 +100,7 @@ type DMARC struct {
 	Mode              string   `toml:"mode"`
 	MultiFrom         string   `toml:"multi_from"`
 	MaxAuthorDomains  int      `toml:"max_author_domains"`
+	UnusableFrom      string   `toml:"unusable_from"`
 	RejectText        string   `toml:"reject_text"`
 	Quarantine        string   `toml:"quarantine"`
 	Monitor           bool     `toml:"monitor"`
@@ -149,6 +150,7 @@ func Default() *Config {
 			Mode:              "rfc9989",
 			MultiFrom:         "evaluate-each",
 			MaxAuthorDomains:  5,
+			UnusableFrom:      "reject",
 			RejectText:        "Email rejected per DMARC policy for {domain}",
 			Quarantine:        "hold",
 			TempError:         "accept",
@@ -443,6 +445,7 @@ func (c *Config) Validate() Errors {
 	if c.DMARC.MaxAuthorDomains < 1 || c.DMARC.MaxAuthorDomains > 50 {
 		bad("dmarc.max_author_domains", "must be between 1 and 50")
 	}
+	oneOf("dmarc.unusable_from", c.DMARC.UnusableFrom, "reject", "accept")
 	if strings.TrimSpace(c.DMARC.RejectText) == "" || strings.ContainsAny(c.DMARC.RejectText, "\r\n") {
 		bad("dmarc.reject_text", "must be one non-empty line")
 	}

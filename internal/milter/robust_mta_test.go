@@ -243,7 +243,8 @@ func TestRobustAbortMidBody(t *testing.T) {
 }
 
 // A body with no header at all (no header packets, no EOH): checked, with
-// dmarc=permerror for the missing From.
+// dmarc=permerror for the missing From, and rejected (dmarc.unusable_from,
+// issue #15).
 func TestRobustBodyWithoutHeaders(t *testing.T) {
 	r := newRig(t, robustZone, rigOptions{})
 	m := stdMessage("sender.test")
@@ -278,8 +279,8 @@ func TestRobustBodyWithoutHeaders(t *testing.T) {
 	if got["spf"] != "pass" || got["dkim"] != "none" || got["dmarc"] != "permerror" {
 		t.Errorf("A-R %q: results %v", ar, got)
 	}
-	if act.Code != gomilter.ActContinue {
-		t.Errorf("action %c", act.Code)
+	if act.Code != gomilter.ActReplyCode || act.SMTPCode != 550 {
+		t.Errorf("action %c %d %s, want the 550 reject of an unusable From", act.Code, act.SMTPCode, act.SMTPText)
 	}
 }
 

@@ -119,6 +119,12 @@ func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string
 
 func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost string) Decision {
 	res := r.DMARC
+	if r.FromUnusable && p.cfg.DMARC.UnusableFrom == "reject" && !p.cfg.DMARC.Monitor {
+		// The From might show any domain, the victim's included: the
+		// strictest policy is the only safe one (RFC 9989 §11.5).
+		return Decision{Action: Reject, Disposition: "reject", Why: "unusable From",
+			Reply: Reply(550, "5.7.1", "Message rejected: From header field not usable for DMARC: "+r.FromProblem)}
+	}
 	if r.FromProblem != "" && p.cfg.DMARC.MultiFrom == "reject" && !p.cfg.DMARC.Monitor {
 		return Decision{Action: Reject, Disposition: "reject", Why: r.FromProblem,
 			Reply: Reply(550, "5.7.1", "Message rejected: "+r.FromProblem)}

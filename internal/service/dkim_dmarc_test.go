@@ -221,23 +221,27 @@ func TestMultiFrom(t *testing.T) {
 	oneFieldTwo := msg{from: "x@none.test", headers: [][2]string{{"From", " a@none.test, b@quar.test"}}, body: "x\r\n"}
 	zero := msg{from: "x@sender.test", headers: [][2]string{{"Subject", " no from"}}, body: "x\r\n"}
 	tests := []struct {
-		mode       string
-		m          msg
-		want       string
-		reply      string
-		quarantine bool
+		mode, unusable string
+		m              msg
+		want           string
+		reply          string
+		quarantine     bool
 	}{
-		{"evaluate-each", two, "dmarc=fail header.from=sender.test policy.dmarc=reject", "550 5.7.1 Email rejected per DMARC policy for sender.test", false},
-		{"evaluate-each", oneFieldTwo, "dmarc=fail header.from=quar.test policy.dmarc=quarantine", "", true},
-		{"evaluate-each", zero, "dmarc=permerror", "", false},
-		{"reject", two, "dmarc=permerror", "550 5.7.1 Message rejected: several author domains", false},
-		{"reject", zero, "dmarc=permerror", "550 5.7.1 Message rejected", false},
-		{"skip", two, "dmarc=permerror", "", false},
-		{"skip", oneFieldTwo, "dmarc=permerror", "", false},
+		// Two From fields or none: unusable (RFC 5322 §3.6), whatever multi_from says.
+		{"evaluate-each", "reject", two, "dmarc=permerror header.from=none.test", "550 5.7.1 Message rejected: From header field not usable for DMARC: more than one From field: 2 fields (RFC 5322 §3.6 allows one)", false},
+		{"evaluate-each", "reject", zero, "dmarc=permerror", "550 5.7.1 Message rejected: From header field not usable for DMARC: dmarc: no From field", false},
+		{"evaluate-each", "accept", two, "dmarc=permerror", "", false},
+		{"evaluate-each", "accept", zero, "dmarc=permerror", "", false},
+		{"reject", "reject", two, "dmarc=permerror", "550 5.7.1 Message rejected: From header field not usable", false},
+		{"skip", "reject", two, "dmarc=permerror", "550 5.7.1 Message rejected: From header field not usable", false},
+		// Several addresses in one From field: multi_from decides.
+		{"evaluate-each", "reject", oneFieldTwo, "dmarc=fail header.from=quar.test policy.dmarc=quarantine", "", true},
+		{"reject", "reject", oneFieldTwo, "dmarc=permerror", "550 5.7.1 Message rejected: several author domains", false},
+		{"skip", "reject", oneFieldTwo, "dmarc=permerror", "", false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
-			h := newHarness(t, baseZone, func(c *config.Config) { c.DMARC.MultiFrom = tt.mode })
+		t.Run(tt.mode+"/"+tt.unusable, func(t *testing.T) {
+			h := newHarness(t, baseZone, func(c *config.Config) { c.DMARC.MultiFrom, c.DMARC.UnusableFrom = tt.mode, tt.unusable })
 			c := h.connect("198.51.100.1", "[198.51.100.1]", "client.test")
 			r := c.send(tt.m)
 			if ar := r.ar(t); !hasResult(ar, tt.want) {

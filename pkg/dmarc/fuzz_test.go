@@ -1,6 +1,10 @@
 package dmarc
 
 import (
+	"io"
+	"mime"
+	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,6 +64,68 @@ func FuzzAuthorDomains(f *testing.F) {
 			if err != nil || n != d {
 				t.Fatalf("domain %q not normalised: %q, %v", d, n, err)
 			}
+		}
+	})
+}
+
+// netmailParser is Go's net/mail, the independent reader FuzzParseFrom
+// compares with; encoded-words of unknown charsets pass undecoded.
+var netmailParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, input io.Reader) (io.Reader, error) { return input, nil },
+}}
+
+// FuzzParseFrom: no input panics; a From we read gives normalised,
+// distinct domains; and where Go's net/mail (an independent reader) also
+// reads the value, it finds the same author domains. net/mail is stricter
+// than RFC 5322 §4.4 in places (no CFWS inside a dot-atom, no obs-route),
+// so a value only we read is fine; one we both read must agree.
+func FuzzParseFrom(f *testing.F) {
+	for _, s := range []string{
+		` "Jane" <jane@Example.COM>`, "ceo@bank. example", "ceo@bank(x).example", "ceo @ bank.example",
+		"<@relay.example:alice@example.org>", `"a@b"@example.com`, "a@x.example, b@y.example",
+		"=?utf-8?q?ceo=40bank.example?= <evil@attacker.example>", "G: a@x.example;", "John@Doe <j@x.example>",
+		"a@evil.example\v<b@bank.example>", "(c) <a@b.example> (d)",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, from string) {
+		got, err := ParseFrom([]string{from})
+		if err != nil {
+			if got.Fields != 0 || len(got.Domains) != 0 {
+				t.Fatal("domains returned with an error")
+			}
+			return
+		}
+		if len(got.Domains) == 0 {
+			t.Fatal("no domains and no error")
+		}
+		seen := map[string]bool{}
+		for _, d := range got.All() {
+			n, err := identity.ASCII(d)
+			if err != nil || n != d || seen[d] {
+				t.Fatalf("domain %q not normalised or repeated: %q, %v", d, n, err)
+			}
+			seen[d] = true
+		}
+		list, err := netmailParser.ParseList(unfold(from))
+		if err != nil {
+			return
+		}
+		var want []string
+		wseen := map[string]bool{}
+		for _, a := range list {
+			at := strings.LastIndexByte(a.Address, '@')
+			n, err := identity.ASCII(a.Address[at+1:])
+			if err != nil {
+				return // net/mail read a literal or a bad name: we fail or differ in wording only
+			}
+			if !wseen[n] {
+				wseen[n] = true
+				want = append(want, n)
+			}
+		}
+		if !slices.Equal(got.Domains, want) {
+			t.Fatalf("From %q: we read %q, net/mail reads %q", from, got.Domains, want)
 		}
 	})
 }

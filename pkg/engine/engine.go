@@ -12,6 +12,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -130,6 +131,8 @@ type Message struct {
 	tooLarge    bool
 	header      []byte // the rebuilt header block, for DKIM
 	fromValues  []string
+	fromFields  int // From fields seen, kept or not
+	fromBytes   int
 	discoveries map[string]*dmarc.Pending
 	dkim        *dkimverify.Verifier
 	signatures  int // DKIM-Signature fields seen
@@ -187,7 +190,16 @@ func (m *Message) Header(name, value string) {
 	if strings.EqualFold(name, "DKIM-Signature") {
 		m.signatures++
 	}
-	if strings.EqualFold(name, "From") && len(m.fromValues) <= m.e.o.MaxAuthorDomains {
+	if strings.EqualFold(name, "From") {
+		// Every From field is kept and read, however many there are (a
+		// decoy before the victim's must not hide it), also past the
+		// header limits that stop DKIM; only past MaxHeaderBytes of From
+		// values are they counted, not kept, and the From is unusable.
+		m.fromFields++
+		m.fromBytes += len(value)
+		if limit := m.e.o.MaxHeaderBytes; m.fromBytes > limit && limit > 0 || m.fromBytes > 1<<20 {
+			return
+		}
 		m.fromValues = append(m.fromValues, value)
 		if m.e.o.DMARC {
 			m.startDiscovery(value)
@@ -198,10 +210,11 @@ func (m *Message) Header(name, value string) {
 // startDiscovery begins the policy lookup of the domains in one From value,
 // so that the answer is usually in by the end of the message.
 func (m *Message) startDiscovery(value string) {
-	domains, err := dmarc.AuthorDomains([]string{value})
+	f, err := dmarc.ParseFrom([]string{value})
 	if err != nil {
 		return
 	}
+	domains := f.All()
 	if m.discoveries == nil {
 		m.discoveries = map[string]*dmarc.Pending{}
 	}
@@ -317,39 +330,64 @@ func (m *Message) dkimResults() []dkimverify.Result {
 
 // evaluateDMARC decides the DMARC result (RFC 9989 §4.8) from the author
 // domain(s) and the SPF and DKIM results.
+//
+// A From that cannot be judged gives permerror with FromUnusable set, and
+// local policy rejects it by default (dmarc.unusable_from): no From, more
+// than one From field (RFC 5322 §3.6 requires exactly one; clients then
+// show either), a value not readable with certainty, or more author
+// domains than MaxAuthorDomains (RFC 9989 §11.5: an unevaluated domain may
+// be the victim, so the strictest policy is the only safe one).
 func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 	if !m.e.o.DMARC {
 		return
 	}
-	domains, err := dmarc.AuthorDomains(m.fromValues)
-	r.AuthorDomains = domains
-	if err == nil && len(domains) == 0 {
-		err = errors.New("no From field")
+	f, err := dmarc.ParseFrom(m.fromValues)
+	r.AuthorDomains, r.ShownDomains = f.Domains, f.Shown
+	all := f.All()
+	max := m.e.o.MaxAuthorDomains
+	if max <= 0 {
+		max = dmarc.DefaultMaxAuthorDomains
+	}
+	switch {
+	case m.fromFields > len(m.fromValues):
+		err = fmt.Errorf("%w: %d From fields, not all kept (header block too large)", dmarc.ErrUnreadableFrom, m.fromFields)
+	case err != nil:
+	case f.Fields > 1:
+		err = fmt.Errorf("%w: %d fields (RFC 5322 §3.6 allows one)", ErrSeveralFrom, f.Fields)
+	case len(all) > max:
+		err = fmt.Errorf("%w: %d author domains, more than dmarc.max_author_domains = %d", dmarc.ErrTooManyAuthors, len(all), max)
 	}
 	if err != nil {
-		r.FromProblem = err.Error()
+		r.FromProblem, r.FromUnusable = err.Error(), true
 		r.DMARC = dmarc.Result{Status: dmarc.StatusPermError, Reason: r.FromProblem, Err: err}
+		if len(all) > 0 {
+			r.DMARC.AuthorDomain = all[0]
+		}
 		return
 	}
-	if len(domains) > 1 || len(m.fromValues) > 1 {
+	domains := f.Domains
+	if len(domains) > 1 {
 		r.FromProblem = "several author domains"
-		if len(domains) == 1 {
-			r.FromProblem = "several From fields"
-		}
 		if m.e.o.MultiFrom != EvaluateEach {
 			r.DMARC = dmarc.Result{Status: dmarc.StatusPermError, AuthorDomain: domains[0], Reason: r.FromProblem}
 			return
 		}
 	}
-	in := dmarc.Input{AuthorDomain: domains[0], SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
+	if len(f.Shown) > 0 {
+		// The message must fail for every domain it might show: an
+		// address in a display name, comment or encoded-word is
+		// evaluated like an author domain.
+		r.FromProblem = "address in display name or comment: " + strings.Join(f.Shown, ",")
+	}
+	in := dmarc.Input{AuthorDomain: all[0], SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
 	for _, d := range r.DKIM {
 		in.DKIM = append(in.DKIM, dmarc.DKIMInput{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
 	}
 	o := &dmarc.Options{Mode: m.e.o.DMARCMode}
-	if len(domains) == 1 {
-		p := m.discoveries[domains[0]]
+	if len(all) == 1 {
+		p := m.discoveries[all[0]]
 		if p == nil {
-			p = dmarc.StartDiscovery(m.ctx, m.e.r, domains[0], m.e.o.DMARCMode)
+			p = dmarc.StartDiscovery(m.ctx, m.e.r, all[0], m.e.o.DMARCMode)
 		}
 		r.DMARC = p.Evaluate(ctx, m.e.r, in, o)
 		r.DMARCAll = []dmarc.Result{r.DMARC}
@@ -358,5 +396,8 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 	// RFC 9989 §11.5: evaluate each, act on the strictest failing result.
 	// The discoveries started at the From fields are in the resolver's
 	// cache (or in flight, joined by singleflight) by now.
-	r.DMARC, r.DMARCAll = dmarc.EvaluateEach(ctx, m.e.r, domains, in, m.e.o.MaxAuthorDomains, o)
+	r.DMARC, r.DMARCAll = dmarc.EvaluateEach(ctx, m.e.r, all, in, max, o)
 }
+
+// ErrSeveralFrom: the message has more than one From field.
+var ErrSeveralFrom = errors.New("more than one From field")

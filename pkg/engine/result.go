@@ -21,10 +21,15 @@ type Result struct {
 	HELO spfcheck.Outcome // HELO identity; never used by DMARC
 	DKIM []dkimverify.Result
 
-	AuthorDomains []string     // from the RFC5322.From field(s), lowercase A-labels
-	FromProblem   string       // set when there was not exactly one From domain
-	DMARC         dmarc.Result // the result that decides (the strictest, with several domains)
-	DMARCAll      []dmarc.Result
+	AuthorDomains []string // from the RFC5322.From field(s), lowercase A-labels
+	ShownDomains  []string // domains of addresses in display names, comments, encoded-words; evaluated too
+	FromProblem   string   // set when there was not exactly one From domain
+	// FromUnusable: the From cannot be judged (none, several fields,
+	// unreadable, too many domains); DMARC is permerror and local policy
+	// rejects by default.
+	FromUnusable bool
+	DMARC        dmarc.Result // the result that decides (the strictest, with several domains)
+	DMARCAll     []dmarc.Result
 
 	HeaderTooLarge bool
 	Duration       time.Duration

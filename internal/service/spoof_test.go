@@ -1,0 +1,170 @@
+package service_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/authmilter/authmilter/internal/config"
+)
+
+// spoofZone: bank.example is the victim (p=reject, nobody may send for
+// it); attacker.example is the attacker's own domain, whose SPF passes for
+// the attacker's client 198.51.100.1; xn--bcher-kva.example (bücher) is a
+// legitimate IDN sender.
+const spoofZone = `
+bank.example.                  300 IN TXT "v=spf1 -all"
+_dmarc.bank.example.           300 IN TXT "v=DMARC1; p=reject"
+attacker.example.              300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+_dmarc.attacker.example.       300 IN TXT "v=DMARC1; p=none"
+xn--bcher-kva.example.         300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc.xn--bcher-kva.example.  300 IN TXT "v=DMARC1; p=reject"
+`
+
+// fromMsg is a message from the attacker's client with the given From
+// fields (raw values as Postfix sends them).
+func fromMsg(mailFrom string, froms ...string) msg {
+	m := msg{from: mailFrom, body: "hello\r\n"}
+	for _, f := range froms {
+		m.headers = append(m.headers, [2]string{"From", f})
+	}
+	m.headers = append(m.headers, [2]string{"To", " rcpt@rcpt.test"}, [2]string{"Subject", " test"})
+	return m
+}
+
+// Issue #15, items 1–4: no crafted From walks around p=reject. Each row is
+// a message as an attacker writes it (or a legitimate one that must keep
+// passing), through the real milter server, service, engine and resolver.
+func TestSpoofFromClasses(t *testing.T) {
+	const (
+		victimReject = "550 5.7.1 Email rejected per DMARC policy for bank.example"
+		unusable     = "550 5.7.1 Message rejected: From header field not usable for DMARC"
+	)
+	decoys := func(n int) []string {
+		var out []string
+		for i := 0; i < n; i++ {
+			out = append(out, " d@decoy"+string(rune('a'+i))+".example")
+		}
+		return out
+	}
+	signed := emlMsg(t, fixtures+"simple-odd-whitespace.eml", "alice@example.org")
+	replay := signed
+	replay.headers = append([][2]string{{"From", " CEO <ceo@bank.example>"}}, signed.headers...)
+
+	tests := []struct {
+		name   string
+		ip     string // client; "" is the attacker's 198.51.100.1
+		m      msg
+		want   []string // results the A-R must carry
+		reply  string   // prefix of the reply; "" for accepted
+		reason string   // text the dmarc comment must contain
+	}{
+		// 1. Author domains past the cap (dmarc.max_author_domains = 5).
+		{name: "six decoy From fields, then the victim", m: fromMsg("x@attacker.example", append(decoys(6), " ceo@bank.example")...),
+			want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "five decoy addresses in one field, then the victim", m: fromMsg("x@attacker.example", " "+strings.Join(decoys(5), ",")+", ceo@bank.example"),
+			want: []string{"dmarc=permerror"}, reply: unusable, reason: "6 author domains, more than dmarc.max_author_domains = 5"},
+		{name: "four decoys and the victim in one field: each evaluated", m: fromMsg("x@attacker.example", " "+strings.Join(decoys(4), ",")+", ceo@bank.example"),
+			want: []string{"dmarc=fail header.from=bank.example policy.dmarc=reject"}, reply: victimReject},
+		{name: "the attacker's own domain and the victim in one field", m: fromMsg("x@attacker.example", " x@attacker.example, ceo@bank.example"),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		// 2. Obsolete RFC 5322 syntax: the author domain is read in full.
+		{name: "space after a dot", m: fromMsg("x@attacker.example", " ceo@bank. example"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "comment inside the domain", m: fromMsg("x@attacker.example", " ceo@bank(x).example"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "spaces around @", m: fromMsg("x@attacker.example", " CEO <ceo @ bank.example>"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "fold inside the addr-spec", m: fromMsg("x@attacker.example", " ceo@bank.\n\texample"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "source route through the attacker", m: fromMsg("x@attacker.example", " <@attacker.example:ceo@bank.example>"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "upper-case victim", m: fromMsg("x@attacker.example", " ceo@BANK.Example"), want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "trailing dot", m: fromMsg("x@attacker.example", " ceo@bank.example."), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "empty label", m: fromMsg("x@attacker.example", " ceo@bank..example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "domain literal", m: fromMsg("x@attacker.example", " ceo@[192.0.2.1]"), want: []string{"dmarc=permerror"}, reply: unusable},
+		// 3. No usable From, or more than one From field.
+		{name: "no From", m: fromMsg("x@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "empty From", m: fromMsg("x@attacker.example", ""), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "From of white space", m: fromMsg("x@attacker.example", " \n\t "), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "From not UTF-8", m: fromMsg("x@attacker.example", " ceo@b\xe4nk.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "latin-1 display name", m: fromMsg("x@attacker.example", " J\xf6rg <x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "victim's From then the attacker's", m: fromMsg("x@attacker.example", " ceo@bank.example", " x@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable, reason: "more than one From field: 2 fields"},
+		{name: "attacker's From then the victim's", m: fromMsg("x@attacker.example", " x@attacker.example", " ceo@bank.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "the same From twice", m: fromMsg("x@attacker.example", " x@attacker.example", " x@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "genuinely signed message replayed with a From prepended", m: replay,
+			want: []string{"dkim=pass header.d=example.org", "dmarc=permerror"}, reply: unusable},
+		// 4. Not readable with certainty, or an address shown elsewhere.
+		{name: "encoded-word hiding the victim's address", m: fromMsg("x@attacker.example", " =?utf-8?B?PGNlb0BiYW5rLmV4YW1wbGU+?= <x@attacker.example>"),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "Q-encoded address in the display name", m: fromMsg("x@attacker.example", " =?utf-8?q?ceo=40bank.example?= <x@attacker.example>"),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "victim's address as quoted display name", m: fromMsg("x@attacker.example", ` "ceo@bank.example" <x@attacker.example>`),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "victim's address in a comment", m: fromMsg("x@attacker.example", " x@attacker.example (ceo@bank.example)"),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "victim's address as unquoted display name", m: fromMsg("x@attacker.example", " ceo@bank.example <x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "angle address then bare address", m: fromMsg("x@attacker.example", " <x@attacker.example>ceo@bank.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "two angle addresses", m: fromMsg("x@attacker.example", " <x@attacker.example> <ceo@bank.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "quoted pair outside quotes", m: fromMsg("x@attacker.example", ` \"ceo\" <x@attacker.example>`), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "unterminated quoted display name", m: fromMsg("x@attacker.example", ` "ceo@bank.example <x@attacker.example>`), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "vertical tab between addresses", m: fromMsg("x@attacker.example", " x@attacker.example\v<ceo@bank.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "NO-BREAK SPACE before angle", m: fromMsg("x@attacker.example", " ceo@bank.example\u00a0<x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "escaped dot in domain", m: fromMsg("x@attacker.example", ` ceo@bank\.example`), want: []string{"dmarc=permerror"}, reply: unusable},
+		{name: "two @ in the address", m: fromMsg("x@attacker.example", " ceo@bank.example@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		// What RFC 5322 defines exactly stays valid and passes when authenticated.
+		{name: "obsolete route, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", " Alice <@relay.example:alice@sender.test>"), want: []string{"dmarc=pass header.from=sender.test"}},
+		{name: "quoted local part with @, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", ` "alice@home"@sender.test`), want: []string{"dmarc=pass header.from=sender.test"}},
+		{name: "folded encoded display name, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", " =?UTF-8?Q?J=C3=B6rg?=\n =?UTF-8?Q?_M=C3=BCller?= <alice@sender.test>"), want: []string{"dmarc=pass header.from=sender.test"}},
+		{name: "U-label domain, authenticated", ip: "192.0.2.1", m: fromMsg("joerg@xn--bcher-kva.example", " Jörg <jörg@Bücher.example>"), want: []string{"dmarc=pass header.from=xn--bcher-kva.example"}},
+		{name: "own address as display name, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", ` "alice@sender.test" <alice@sender.test>`), want: []string{"dmarc=pass header.from=sender.test"}},
+		{name: "comments and obsolete spacing, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", " (Alice) alice . x @ sender . test (home)"), want: []string{"dmarc=pass header.from=sender.test"}},
+		{name: "group syntax (RFC 6854), authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", " Team: alice@sender.test;"), want: []string{"dmarc=pass header.from=sender.test"}},
+	}
+	h := newHarness(t, dkimZone(t, spoofZone+`
+example.org.        300 IN TXT "v=spf1 -all"
+_dmarc.example.org. 300 IN TXT "v=DMARC1; p=none"
+`), nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ip := tt.ip
+			if ip == "" {
+				ip = "198.51.100.1"
+			}
+			c := h.connect(ip, "["+ip+"]", "client.test")
+			r := c.send(tt.m)
+			ar := r.ar(t)
+			for _, w := range tt.want {
+				if !hasResult(ar, w) {
+					t.Errorf("A-R lacks %q:\n%s", w, ar)
+				}
+			}
+			if tt.reason != "" && !strings.Contains(ar, tt.reason) {
+				t.Errorf("A-R lacks the reason %q:\n%s", tt.reason, ar)
+			}
+			got := strings.TrimPrefix(r.reply(), "y ")
+			if (tt.reply == "") != (got == "") || !strings.HasPrefix(got, tt.reply) {
+				t.Errorf("reply %q, want %q", got, tt.reply)
+			}
+		})
+	}
+}
+
+// dmarc.unusable_from = "accept": the unusable From is delivered, still
+// marked dmarc=permerror; monitor mode never rejects it either.
+func TestUnusableFromAccept(t *testing.T) {
+	for _, edit := range []func(*config.Config){
+		func(c *config.Config) { c.DMARC.UnusableFrom = "accept" },
+		func(c *config.Config) { c.DMARC.Monitor = true },
+	} {
+		h := newHarness(t, spoofZone, edit)
+		c := h.connect("198.51.100.1", "[198.51.100.1]", "client.test")
+		for _, m := range []msg{
+			fromMsg("x@attacker.example"),
+			fromMsg("x@attacker.example", " a@attacker.example", " ceo@bank.example"),
+			fromMsg("x@attacker.example", " ceo@bank.example."),
+		} {
+			r := c.send(m)
+			if ar := r.ar(t); !hasResult(ar, "dmarc=permerror") {
+				t.Errorf("A-R:\n%s", ar)
+			}
+			if got := r.reply(); got != "" {
+				t.Errorf("reply %q, want none", got)
+			}
+		}
+	}
+}
