@@ -74,6 +74,10 @@ type Log struct {
 type Policy struct {
 	IgnoreHosts       []string `toml:"ignore_hosts"`
 	SkipAuthenticated bool     `toml:"skip_authenticated"`
+	// IgnoreMailFrom are envelope-sender domains whose mail gets no checks
+	// and no header change (OpenDMARC's IgnoreMailFrom): "example.com" for
+	// that domain, ".example.com" for it and every domain below it.
+	IgnoreMailFrom []string `toml:"ignore_mail_from"`
 }
 
 // SPF configures the RFC 7208 checks.
@@ -141,7 +145,7 @@ func Default() *Config {
 		DNS: DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000,
 			MessageBudget: Duration{30 * time.Second}},
 		Log:    Log{Level: "info", Format: "text"},
-		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true},
+		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true, IgnoreMailFrom: []string{}},
 		SPF: SPF{Enabled: true, CheckHELO: true, Timeout: Duration{20 * time.Second},
 			FailAction: "none", PermerrorAction: "none"},
 		DKIM: DKIM{Enabled: true, MinRSABits: 1024, MaxSignatures: 5, ClockDrift: Duration{300 * time.Second}},
@@ -424,6 +428,11 @@ func (c *Config) Validate() Errors {
 	for _, h := range c.Policy.IgnoreHosts {
 		if _, err := ParseHostMatcher(h); err != nil {
 			bad("policy.ignore_hosts", "%v", err)
+		}
+	}
+	for _, d := range c.Policy.IgnoreMailFrom {
+		if _, err := identity.ASCII(strings.TrimPrefix(d, ".")); err != nil {
+			bad("policy.ignore_mail_from", "%q is not a domain name (or .domain for it and its subdomains)", d)
 		}
 	}
 	if c.SPF.Timeout.Duration <= 0 {

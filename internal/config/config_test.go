@@ -65,6 +65,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad ignore", "[policy]\nignore_hosts = [\"10.0.0.0/33\"]\n", "policy.ignore_hosts", 2, "not an IP"},
 		{"bad mode", "[milter]\nsocket_mode = \"rw\"\n", "milter.socket_mode", 2, "octal"},
 		{"syntax", "[dns\n", "", 1, ""},
+		{"bad ignore_mail_from", "[policy]\nignore_mail_from = [\"a@b.example\"]\n", "policy.ignore_mail_from", 2, "not a domain"},
+		{"bad external_ignore", "[signing]\n\nexternal_ignore = [\"10.0.0.0/33\"]\n", "signing.external_ignore", 3, "not an IP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

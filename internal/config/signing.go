@@ -29,6 +29,12 @@ type Signing struct {
 	// InternalHosts are clients whose mail is signed: addresses, CIDR
 	// prefixes, host names, ".example.org" for a domain and its hosts.
 	InternalHosts []string `toml:"internal_hosts"`
+	// ExternalIgnore are clients that are not internal but may send mail
+	// as one of the signing domains (a partner's relay, a mailing list
+	// host): their mail is verified as usual, without the log line
+	// "external host sent mail as a signing domain" (OpenDKIM's
+	// ExternalIgnoreList). Same forms as InternalHosts.
+	ExternalIgnore []string `toml:"external_ignore"`
 	// SignAuthenticated signs mail from authenticated clients.
 	SignAuthenticated bool `toml:"sign_authenticated"`
 	// Canonicalization is "header/body" with each relaxed or simple
@@ -75,6 +81,7 @@ func defaultSigning() Signing {
 	return Signing{
 		Listen:            []string{},
 		InternalHosts:     []string{"127.0.0.0/8", "::1"},
+		ExternalIgnore:    []string{},
 		SignAuthenticated: true,
 		Canonicalization:  "relaxed/relaxed",
 		Headers:           []string{},
@@ -161,6 +168,11 @@ func validateSigning(s Signing, milterListen []string) Errors {
 	for _, h := range s.InternalHosts {
 		if _, err := ParseHostMatcher(h); err != nil {
 			bad("signing.internal_hosts", "%v", err)
+		}
+	}
+	for _, h := range s.ExternalIgnore {
+		if _, err := ParseHostMatcher(h); err != nil {
+			bad("signing.external_ignore", "%v", err)
 		}
 	}
 	if _, _, err := ParseCanonicalization(s.Canonicalization); err != nil {

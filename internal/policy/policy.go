@@ -62,6 +62,9 @@ type Policy struct {
 	ignoreHosts config.HostList
 	forwarders  config.HostList
 	ignoreFrom  map[string]bool
+	// ignoreMailFrom are envelope-sender domains not checked; a leading
+	// "." covers the subdomains too.
+	ignoreMailFrom []string
 }
 
 // New builds the policy from a validated configuration.
@@ -83,7 +86,41 @@ func New(cfg *config.Config) (*Policy, error) {
 		}
 		p.ignoreFrom[a] = true
 	}
+	for _, d := range cfg.Policy.IgnoreMailFrom {
+		sub := strings.HasPrefix(d, ".")
+		n, err := identity.ASCII(strings.TrimPrefix(d, "."))
+		if err != nil {
+			return nil, fmt.Errorf("policy.ignore_mail_from: %w", err)
+		}
+		if sub {
+			n = "." + n
+		}
+		p.ignoreMailFrom = append(p.ignoreMailFrom, n)
+	}
 	return p, nil
+}
+
+// SkipMailFrom reports whether the envelope sender's domain is one of
+// policy.ignore_mail_from: such mail gets no checks and no header change,
+// as OpenDMARC's IgnoreMailFrom. The null sender is never skipped.
+func (p *Policy) SkipMailFrom(mailFrom string) (bool, string) {
+	if len(p.ignoreMailFrom) == 0 {
+		return false, ""
+	}
+	_, dom, ok := identity.SplitAddress(mailFrom)
+	if !ok {
+		return false, ""
+	}
+	d, err := identity.ASCII(dom)
+	if err != nil {
+		return false, ""
+	}
+	for _, m := range p.ignoreMailFrom {
+		if d == m || (strings.HasPrefix(m, ".") && (d == m[1:] || strings.HasSuffix(d, m))) {
+			return true, "ignored sender domain"
+		}
+	}
+	return false, ""
 }
 
 // Skip reports whether a client gets no checks and no header change:

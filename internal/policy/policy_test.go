@@ -115,3 +115,44 @@ func TestSkip(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipMailFrom: policy.ignore_mail_from, OpenDMARC's IgnoreMailFrom
+// by envelope sender (issue 19).
+func TestSkipMailFrom(t *testing.T) {
+	cfg := config.Default()
+	cfg.Policy.IgnoreMailFrom = []string{"Example.COM", ".lists.example.org"}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		from string
+		skip bool
+	}{
+		{"alice@example.com", true},
+		{"alice@EXAMPLE.com.", true},
+		{"alice@sub.example.com", false}, // no leading dot: that domain only
+		{"bob@lists.example.org", true},
+		{"bob@a.lists.example.org", true},
+		{"bob@xlists.example.org", false},
+		{"", false}, // the null sender
+		{"postmaster", false},
+		{"carol@example.net", false},
+	} {
+		if got, _ := p.SkipMailFrom(tt.from); got != tt.skip {
+			t.Errorf("SkipMailFrom(%q) = %v, want %v", tt.from, got, tt.skip)
+		}
+	}
+	if got, _ := mustPolicy(t, config.Default()).SkipMailFrom("alice@example.com"); got {
+		t.Error("empty ignore_mail_from skipped a sender")
+	}
+}
+
+func mustPolicy(t *testing.T, cfg *config.Config) *Policy {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -87,7 +87,11 @@ func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message
 	if sign, why := s.Signing.Direction(env); sign {
 		return s.sign(env, why)
 	}
-	if skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser); skip {
+	skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser)
+	if !skip {
+		skip, why = s.Policy.SkipMailFrom(env.MailFrom)
+	}
+	if skip {
 		s.Log.Debug("not checked", "reason", why, "client_ip", addrString(env.ClientIP), "mail_from", env.MailFrom)
 		if s.Observe != nil {
 			s.Observe.NotChecked(why)
@@ -141,6 +145,7 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	start := time.Now()
 	r := m.em.Finish(ctx)
 	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
+	m.s.Signing.External(m.env, r.AuthorDomains, queueID)
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
 	ar := authres.Format(m.s.AuthservID, r.AuthResults())
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})

@@ -25,6 +25,9 @@ type Signing struct {
 	Options *dkimsign.Options
 	// Internal are the clients whose mail is signed.
 	Internal config.HostList
+	// ExternalIgnore are outside clients allowed to send as a signing
+	// domain without the log line of External.
+	ExternalIgnore config.HostList
 	// Authenticated signs mail from clients that used SMTP AUTH.
 	Authenticated bool
 	// MaxHeaderBytes and MaxHeaders bound the header block kept until the
@@ -44,11 +47,15 @@ func NewSigning(c config.Signing, limits config.Milter, log *slog.Logger) (*Sign
 	if err != nil {
 		return nil, fmt.Errorf("signing.internal_hosts: %w", err)
 	}
+	external, err := config.ParseHostList(c.ExternalIgnore)
+	if err != nil {
+		return nil, fmt.Errorf("signing.external_ignore: %w", err)
+	}
 	table, err := c.Table()
 	if err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
-	return &Signing{Table: table, Options: c.SignOptions(), Internal: internal,
+	return &Signing{Table: table, Options: c.SignOptions(), Internal: internal, ExternalIgnore: external,
 		Authenticated: c.SignAuthenticated, MaxHeaderBytes: limits.MaxHeaderBytes,
 		MaxHeaders: limits.MaxHeaders, Log: log}, nil
 }
@@ -66,6 +73,24 @@ func (sg *Signing) Direction(env milter.Envelope) (sign bool, why string) {
 		return true, "authenticated client"
 	}
 	return false, ""
+}
+
+// External logs a verified (inbound) message whose From domain is one we
+// sign for, from a client that is neither internal nor in ExternalIgnore:
+// either forged, or our own mail taking a path that does not sign it
+// (OpenDKIM logs "external host tried to send mail as"). A nil Signing
+// logs nothing.
+func (sg *Signing) External(env milter.Envelope, fromDomains []string, queueID string) {
+	if sg == nil || sg.ExternalIgnore.Match(env.ClientIP, env.ClientHost) {
+		return
+	}
+	for _, d := range fromDomains {
+		if sg.Table.Select(d) != nil {
+			sg.Log.Info("external host sent mail as a signing domain; verified, not signed",
+				"queue_id", queueID, "client_ip", addrString(env.ClientIP), "client_host", env.ClientHost, "from_domain", d)
+			return
+		}
+	}
 }
 
 // Begin makes Signing the milter Backend of a signing-only socket

@@ -187,3 +187,47 @@ func sels(m signedMessage) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// OpenDKIM's ExternalIgnoreList and OpenDMARC's IgnoreMailFrom (issue 19):
+// mail from outside claiming a signing domain is logged unless its client
+// is in signing.external_ignore; an envelope sender in
+// policy.ignore_mail_from is not checked at all.
+func TestExternalSenderAndIgnoredMailFrom(t *testing.T) {
+	rsaKey, edKey := newTestKeys(t, t.TempDir())
+	zone := baseZone + signZone + dkimsign.ZoneRecord(rsaKey.recordName(), rsaKey.record) + "\n"
+	svc, logs := newSignService(t, zone, func(c *config.Config) {
+		c.Signing = signingConfig(rsaKey, edKey, "relaxed/relaxed")
+		c.Signing.InternalHosts = []string{"10.0.0.0/8"}
+		c.Signing.ExternalIgnore = []string{"198.51.100.0/24"}
+		c.Policy.IgnoreMailFrom = []string{"quiet.test"}
+	})
+	h := serveBackend(t, svc, logs)
+	const line = "external host sent mail as a signing domain"
+	for _, tc := range []struct {
+		name, ip string
+		logged   bool
+	}{
+		{"listed in external_ignore", "198.51.100.7", false},
+		{"not listed", "192.0.2.9", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := strings.Count(logs.String(), line)
+			c := h.connect(tc.ip, "relay.example.net", "relay.example.net")
+			c.send(msg{from: "alice@dual.example.com", headers: outboundHeaders("dual.example.com"), body: "hi\r\n"})
+			if got := strings.Count(logs.String(), line) > before; got != tc.logged {
+				t.Errorf("logged %v, want %v\n%s", got, tc.logged, logs.String())
+			}
+		})
+	}
+	t.Run("ignore_mail_from", func(t *testing.T) {
+		c := h.connect("192.0.2.1", "mx.sender.test", "mx.sender.test")
+		r := c.send(msg{from: "bob@quiet.test", headers: stdHeaders("sender.test"), body: "hi\r\n"})
+		if len(r.mods) != 0 || r.reply() != "" {
+			t.Errorf("mods %+v reply %q; want the message untouched", r.mods, r.reply())
+		}
+		r = c.send(msg{from: "alice@sender.test", headers: stdHeaders("sender.test"), body: "hi\r\n"})
+		if ar := r.ar(t); !hasResult(ar, "spf=pass") {
+			t.Errorf("a sender not listed was not checked: %s", ar)
+		}
+	})
+}
