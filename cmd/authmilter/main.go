@@ -27,6 +27,10 @@ commands:
                            make a DKIM key and print the TXT record to publish
   check-dns DOMAIN [--selector S] [--key FILE] [--ip ADDR] [--json] [-config FILE]
                            check a domain's SPF, DKIM, DMARC (and ADSP) records
+  migrate [-opendkim FILE] [-opendmarc FILE] [-policyd-spf FILE | -policyd-spf-perl]
+          [-main-cf FILE] [-master-cf FILE] [-user NAME] [-out FILE]
+                           write an authmilter configuration from OpenDKIM, OpenDMARC
+                           and policyd-spf ones, with a report and the Postfix changes
   version                  print the version
 
 Run "authmilter <command> -h" for the options of a command.
@@ -56,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdKeygen(args[1:], stdout, stderr)
 	case "check-dns":
 		return cmdCheckDNS(args[1:], stdout, stderr)
+	case "migrate":
+		return cmdMigrate(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "authmilter", versionString())
 		return 0

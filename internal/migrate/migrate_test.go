@@ -1,0 +1,176 @@
+package migrate
+
+import (
+	"flag"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/authmilter/authmilter/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// seed is one installation of issue 19's seeds, under
+// testdata/NAME/root (its files where the old server had them).
+type seed struct {
+	name string
+	in   Inputs // paths relative to root
+	// keyMode is the mode the key files get in the copy (git keeps 0644).
+	keyMode fs.FileMode
+}
+
+var seeds = []seed{
+	{"opendkim-keytable", Inputs{OpenDKIM: "/etc/opendkim.conf", MainCF: "/etc/postfix/main.cf"}, 0o640},
+	{"arch-single", Inputs{OpenDKIM: "/etc/opendkim.conf"}, 0o600},
+	{"opendmarc-ignore", Inputs{OpenDMARC: "/usr/local/etc/mail/opendmarc.conf"}, 0o600},
+	{"policyd-spf-perl", Inputs{MasterCF: "/etc/postfix/master.cf", MainCF: "/etc/postfix/main.cf"}, 0o600},
+}
+
+// copyRoot copies testdata/NAME/root into a temporary directory and sets
+// the key files' mode, so that the checks do not depend on the umask of
+// the checkout.
+func copyRoot(t *testing.T, name string, keyMode fs.FileMode) string {
+	t.Helper()
+	src := filepath.Join("testdata", name, "root")
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o644)
+		if strings.HasSuffix(p, ".private") {
+			mode = keyMode
+		}
+		if err := os.WriteFile(out, data, mode); err != nil {
+			return err
+		}
+		return os.Chmod(out, mode)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// runSeed migrates a seed as `authmilter migrate -root` would, as the
+// current user.
+func runSeed(t *testing.T, s seed) (*Result, string) {
+	t.Helper()
+	root := copyRoot(t, s.name, s.keyMode)
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.in
+	for _, p := range []*string{&in.OpenDKIM, &in.OpenDMARC, &in.PolicydSPF, &in.MainCF, &in.MasterCF} {
+		if *p != "" {
+			*p = filepath.Join(root, *p)
+		}
+	}
+	in.Root, in.User = root, u.Username
+	res, err := Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The report names the inputs by their place on the old server.
+	res.Report = strings.ReplaceAll(res.Report, root, "")
+	res.Report = strings.ReplaceAll(res.Report, "\""+u.Username+"\"", "\"USER\"")
+	return res, root
+}
+
+// TestSeeds: migrate's output for each seed configuration of issue 19 is
+// the committed golden file (go test -run TestSeeds -update rewrites
+// them), and the TOML it writes passes the daemon's own checks.
+func TestSeeds(t *testing.T) {
+	for _, s := range seeds {
+		t.Run(s.name, func(t *testing.T) {
+			res, _ := runSeed(t, s)
+			for _, g := range []struct{ file, got string }{
+				{"authmilter.toml", res.TOML}, {"report.txt", res.Report},
+			} {
+				path := filepath.Join("testdata", s.name, g.file)
+				if *update {
+					if err := os.WriteFile(path, []byte(g.got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(want) != g.got {
+					t.Errorf("%s differs from the golden file (-update rewrites it):\n%s", path, g.got)
+				}
+			}
+			if p := check(res.TOML); len(p) > 0 {
+				t.Errorf("the TOML does not pass the checks: %v", p)
+			}
+			if _, err := config.Parse([]byte(res.TOML)); err != nil && !strings.Contains(err.Error(), "signing.keys") {
+				t.Errorf("config.Parse: %v", err)
+			}
+		})
+	}
+}
+
+// TestSeedOutcomes states, per seed, the settings the issue asks for, so
+// that a golden file rewritten with a wrong mapping still fails.
+func TestSeedOutcomes(t *testing.T) {
+	want := map[string][]string{
+		"opendkim-keytable": {
+			"[signing]\n", "enabled = true\n",
+			`internal_hosts = ["127.0.0.1", "::1", "localhost", "192.0.2.25", "mail.hogehoge.com", ".hogehoge.com", "hogehoge.com"]`,
+			`external_ignore = ["127.0.0.1"`,
+			`pattern = "hogehoge.com"`, `keys = ["hoge._domainkey.hogehoge.com"]`,
+			`file = "/etc/opendkim/keys/hogehoge.com/hoge.private"`, `listen = ["inet:localhost:8891"]`,
+			"[dmarc]\n# from (all inputs): no OpenDMARC configuration was given\nenabled = false",
+		},
+		"arch-single": {`domain = "example.com"`, `selector = "myselector"`, `canonicalization = "relaxed/simple"`,
+			`internal_hosts = ["127.0.0.1"]`, `pattern = "example.com"`},
+		"opendmarc-ignore": {`listen = ["unix:/var/run/authmilter/authmilter.sock"]`, `socket_group = "postfix"`,
+			`ignore_hosts = ["localhost", "::1", "2001:db8::/32", "127.0.0.0/8", "192.168.0.0/24"]`,
+			`ignore_mail_from = ["example.com"]`, `ignore_from_domains = ["example.com"]`, "monitor = true", `quarantine = "header"`,
+			"skip_authenticated = false"},
+		"policyd-spf-perl": {`fail_action = "reject"`, "received_spf_header = true"},
+	}
+	notWant := map[string][]string{
+		"opendkim-keytable": {"ignore_hosts"}, // InternalHosts signs; it must not skip
+	}
+	reportWant := map[string][]string{
+		"opendkim-keytable": {"mode 0640 is readable by group or others", "smtpd_milters = inet:127.0.0.1:8891", "SendReports"},
+		"policyd-spf-perl": {`remove the service "policy" (master.cf lines 10-11)`,
+			"smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination", "remove policy_time_limit = 3600"},
+		"opendmarc-ignore": {"moves from /var/run/opendmarc/dmarc.sock to /var/run/authmilter/authmilter.sock", "RuntimeDirectory"},
+	}
+	for _, s := range seeds {
+		res, _ := runSeed(t, s)
+		for _, w := range want[s.name] {
+			if !strings.Contains(res.TOML, w) {
+				t.Errorf("%s: TOML lacks %q", s.name, w)
+			}
+		}
+		for _, w := range notWant[s.name] {
+			if strings.Contains(res.TOML, w) {
+				t.Errorf("%s: TOML has %q", s.name, w)
+			}
+		}
+		for _, w := range reportWant[s.name] {
+			if !strings.Contains(res.Report, w) {
+				t.Errorf("%s: report lacks %q\n%s", s.name, w, res.Report)
+			}
+		}
+	}
+}
