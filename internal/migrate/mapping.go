@@ -346,8 +346,22 @@ var OpenDMARC = Tool{Name: "OpenDMARC", File: "opendmarc.conf", Manual: "opendma
 	none(whyService, "AutoRestart", "AutoRestartCount", "AutoRestartRate", "Background", "ChangeRootDirectory",
 		"EnableCoredumps", "MilterDebug", "PidFile", "UMask"),
 	none("ARC is not evaluated, so there is no list of trusted sealers", "DomainWhitelist", "DomainWhitelistFile", "DomainWhitelistSize"),
-	none("failure reports (RFC 6591, RFC 9991) are not sent", "FailureReports", "FailureReportsBcc", "FailureReportsOnNone",
-		"FailureReportsSentBy", "ReportCommand"),
+	[]Option{
+		{Name: "FailureReports", Target: "failure_reports.enabled", Kind: Changed,
+			Note: "true → `failure_reports.enabled = true`; authmilter also needs `failure_reports.policy_domains` (which domains may get them) and rate-limits them",
+			apply: func(r *run, s setting) string {
+				if !boolValue(s.value) {
+					return "failure_reports stays off"
+				}
+				r.out.set("failure_reports.enabled", true, s.at, s.name)
+				r.out.set("failure_reports.policy_domains", []string{"*"}, s.at, s.name+" (OpenDMARC sent to every domain that asked; narrow this)")
+				r.note(s.at, s.name, Changed, "failure_reports.policy_domains = [\"*\"] as OpenDMARC did; authmilter redacts local parts and rate-limits (see [failure_reports])")
+				return "failure_reports.enabled = true"
+			}},
+		{Name: "FailureReportsSentBy", Target: "report.from", Kind: Mapped, Note: "failure reports come from the aggregate reports' `report.from`"},
+	},
+	none("not supported: failure reports go to the domain owner's ruf only, through `[report.smtp]`", "FailureReportsBcc", "ReportCommand"),
+	none("reports only for failing messages as RFC 9991 asks (`fo=`); never for p=none by local choice", "FailureReportsOnNone"),
 	none(whyLog, "Syslog", "SyslogFacility"),
 )}
 

@@ -93,7 +93,7 @@ func (o *output) strings(key string) []string {
 }
 
 // sections in the order of config.example.toml.
-var sections = []string{"", "milter", "dns", "log", "policy", "spf", "dkim", "dmarc", "store", "report", "signing"}
+var sections = []string{"", "milter", "dns", "log", "policy", "spf", "dkim", "dmarc", "store", "report", "signing", "failure_reports"}
 
 func (o *output) toml(header string) string {
 	var b strings.Builder
