@@ -471,29 +471,42 @@ func dmarcEvalOut(r *engine.Result, d dmarc.Result) dmarcEval {
 		return "relaxed"
 	}
 	al := &aligned{SPFMode: mode(rec.ASPF), DKIMMode: mode(rec.ADKIM), Pass: d.SPFAligned || d.DKIMAligned}
+	// how says what dmarc found for one identifier that passed; every one is
+	// checked in the record's mode (RFC 9989 §5.3.4).
+	how := func(a dmarc.Alignment, m byte) string {
+		switch a {
+		case dmarc.AlignExact:
+			return "aligned with " + d.AuthorDomain
+		case dmarc.AlignRelaxed:
+			return "aligned with " + d.AuthorDomain + " (relaxed: same organizational domain)"
+		case dmarc.AlignUnknown:
+			return "alignment with " + d.AuthorDomain + " unknown (DNS failure)"
+		}
+		return fmt.Sprintf("not aligned with %s (%s)", d.AuthorDomain, mode(m))
+	}
 	// RFC 9989 §4.4: only the MAIL FROM identity of SPF counts, never HELO.
 	switch spf := r.SPF; {
 	case spf.Result == "":
 		al.SPF = "SPF not checked"
 	case spf.Result != spfcheck.Pass:
 		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=%s, does not count", orNone(spf.Domain), spf.Result)
-	case d.SPFAligned:
-		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=pass, aligned with %s", spf.Domain, d.AuthorDomain)
 	default:
-		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=pass, not aligned with %s (%s)", spf.Domain, d.AuthorDomain, mode(rec.ASPF))
+		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=pass, %s", spf.Domain, how(d.SPFAlignment, rec.ASPF))
 	}
 	al.DKIM = []string{}
 	if len(r.DKIM) == 0 {
 		al.DKIM = append(al.DKIM, "no DKIM signature")
 	}
-	for _, k := range r.DKIM {
+	for i, k := range r.DKIM {
+		var a dmarc.Alignment
+		if i < len(d.DKIMAlignment) {
+			a = d.DKIMAlignment[i]
+		}
 		switch {
 		case k.Status != dkimverify.StatusPass:
 			al.DKIM = append(al.DKIM, fmt.Sprintf("header.d=%s: dkim=%s, does not count", orNone(k.Domain), k.Status))
-		case d.DKIMAligned && k.Domain == d.AlignedDKIMDomain:
-			al.DKIM = append(al.DKIM, fmt.Sprintf("header.d=%s: dkim=pass, aligned with %s", k.Domain, d.AuthorDomain))
 		default:
-			al.DKIM = append(al.DKIM, fmt.Sprintf("header.d=%s: dkim=pass, not aligned with %s (%s)", k.Domain, d.AuthorDomain, mode(rec.ADKIM)))
+			al.DKIM = append(al.DKIM, fmt.Sprintf("header.d=%s: dkim=pass, %s", k.Domain, how(a, rec.ADKIM)))
 		}
 	}
 	ev.Alignment = al

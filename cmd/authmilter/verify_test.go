@@ -69,6 +69,13 @@ func TestVerifyGolden(t *testing.T) {
 				"policy domain example.net, organizational domain example.net", "policy: published quarantine",
 				"s=gone", "_dmarc.a.b.news.example.net, _dmarc.b.news.example.net, _dmarc.news.example.net, _dmarc.example.net",
 				"not aligned with a.b.news.example.net"}},
+		// RFC 9989 §5.3.4: the SPF identifier on a subdomain is checked for
+		// relaxed alignment although DKIM already aligned exactly.
+		{name: "relaxed", file: "pass.eml",
+			args: []string{"-ip", "192.0.2.10", "-helo", "mail.example.org", "-mail-from", "bounce@bounce.example.org"},
+			want: []string{"dmarc=pass", "smtp.mailfrom domain bounce.example.org: spf=pass, aligned with example.org (relaxed: same organizational domain)",
+				"header.d=example.org: dkim=pass, aligned with example.org", "organizational domain example.org",
+				"SPF aligned (smtp.mailfrom=bounce.example.org, relaxed), DKIM aligned (header.d=example.org)"}},
 		{name: "temperror", file: "pass.eml",
 			args:   []string{"-ip", "192.0.2.10", "-helo", "mail.example.org", "-mail-from", "alice@example.org"},
 			config: "[dmarc]\ntemperror = \"tempfail\"",

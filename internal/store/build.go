@@ -198,6 +198,10 @@ func removeEmpty(s []string) []string {
 	return out
 }
 
+// passFail is a policy_evaluated value. dmarc checks every identifier
+// (RFC 9989 §5.3.4), so "fail" means it did not align — or, in a message
+// that passed through another identifier, that DNS left its relaxed
+// alignment open (dmarc.AlignUnknown): not established, so not a pass.
 func passFail(b bool) string {
 	if b {
 		return "pass"

@@ -61,10 +61,19 @@ type Result struct {
 	SampledOut bool
 	// TestMode: the record has t=y and a policy other than none (RFC 9989
 	// §4.7 tag "t"), so Applied is one level below Published.
-	TestMode          bool
+	TestMode bool
+	// SPFAlignment and DKIMAlignment (one per Input.DKIM, in its order) say
+	// how each authenticated identifier relates to the Author Domain. Every
+	// identifier that passed is checked in the mode the record asks for,
+	// also when another one already aligned (RFC 9989 §5.3.4: "for each
+	// Authenticated Identifier"), so that records, aggregate reports,
+	// Authentication-Results and explanations all say the same complete
+	// thing. SPFAligned and DKIMAligned summarise them.
+	SPFAlignment      Alignment
+	DKIMAlignment     []Alignment
 	SPFAligned        bool
 	DKIMAligned       bool
-	AlignedDKIMDomain string // d= of the first aligned passing signature
+	AlignedDKIMDomain string // d= of the first exactly aligned passing signature, else of the first relaxed one
 	// OrgDomain is the Author Domain's Organizational Domain when discovery
 	// or a relaxed alignment check needed it and DNS answered; "" when
 	// nothing did (the Author Domain's own record settled the policy and no
@@ -73,6 +82,22 @@ type Result struct {
 	Reason    string // one line for logs and A-R comments
 	Err       error  // the DNS or parse error behind temperror / permerror
 }
+
+// Alignment says how one authenticated identifier relates to the Author
+// Domain (RFC 9989 §3.2.10).
+type Alignment string
+
+// The alignments of one identifier.
+const (
+	AlignNotPassed Alignment = ""        // SPF or DKIM did not pass: the identifier does not count
+	AlignExact     Alignment = "exact"   // equal to the Author Domain: aligned in both modes
+	AlignRelaxed   Alignment = "relaxed" // same Organizational Domain, and the record allows relaxed
+	AlignNone      Alignment = "none"    // not aligned in the record's mode
+	AlignUnknown   Alignment = "unknown" // a DNS failure left relaxed alignment undecided
+)
+
+// Aligned reports whether the identifier counts for a DMARC pass.
+func (a Alignment) Aligned() bool { return a == AlignExact || a == AlignRelaxed }
 
 // Options tune Evaluate; nil means defaults.
 type Options struct {
@@ -142,7 +167,7 @@ func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery,
 
 	a := newAligner(ctx, r, d, o.mode())
 	defer func() { res.OrgDomain = a.authorOrgKnown() }()
-	if a.evaluateExact(in, &res) || a.evaluateRelaxed(in, &res) {
+	if a.evaluate(in, &res) {
 		res.Status, res.Applied = StatusPass, PolicyNone
 		res.Reason = passReason(in, &res)
 		return res
@@ -207,87 +232,120 @@ func newAligner(ctx context.Context, r Resolver, d *Discovery, mode Mode) *align
 	return &aligner{ctx: ctx, r: r, d: d, mode: mode, orgs: map[string]orgWalk{}}
 }
 
-// evaluateExact marks identifiers equal to the Author Domain: aligned in
-// both modes (strict alignment is an exact, case-insensitive compare, RFC
-// 9989 §3.2.10.2).
-func (a *aligner) evaluateExact(in Input, res *Result) bool {
-	author := a.d.AuthorDomain
-	if spfPassed(in) && normalizeID(in.SPFDomain) == author {
-		res.SPFAligned = true
-	}
-	for _, k := range in.DKIM {
-		if dkimPassed(k) && normalizeID(k.Domain) == author {
-			res.DKIMAligned = true
-			res.AlignedDKIMDomain = author
-			break
-		}
-	}
-	return res.SPFAligned || res.DKIMAligned
-}
-
-// evaluateRelaxed tries the identifiers not equal to the Author Domain under
-// relaxed alignment: same Organizational Domain (RFC 9989 §3.2.10.1).
-func (a *aligner) evaluateRelaxed(in Input, res *Result) bool {
+// evaluate checks the alignment of every identifier that passed (RFC 9989
+// §5.3.4) and reports whether one aligned. An identifier equal to the
+// Author Domain aligns in both modes (strict alignment is an exact,
+// case-insensitive compare, §3.2.10.2); relaxed alignment compares
+// Organizational Domains (§3.2.10.1) and is only tried where the record
+// asks for it (aspf/adkim, default r).
+//
+// What others do: OpenDMARC checks SPF and DKIM alignment each on its own
+// and reports both in policy_evaluated; mox stops at the first aligned
+// identifier (its Verify returns on an aligned SPF pass without looking at
+// DKIM); go-msgauth's dmarc has no evaluation. We check them all, because
+// the aggregate report's policy_evaluated and the explanations name each.
+func (a *aligner) evaluate(in Input, res *Result) bool {
 	rec := a.d.Record
-	if rec.ASPF == 'r' && spfPassed(in) && a.relaxed(in.SPFDomain) {
-		res.SPFAligned = true
-	}
-	if rec.ADKIM == 'r' {
-		for _, k := range in.DKIM {
-			if dkimPassed(k) && a.relaxed(k.Domain) {
-				res.DKIMAligned = true
-				res.AlignedDKIMDomain = normalizeID(k.Domain)
-				break
-			}
+	res.SPFAlignment = a.align(in.SPFDomain, spfPassed(in), rec.ASPF)
+	res.SPFAligned = res.SPFAlignment.Aligned()
+	res.DKIMAlignment = make([]Alignment, len(in.DKIM))
+	relaxedDomain := ""
+	for i, k := range in.DKIM {
+		al := a.align(k.Domain, dkimPassed(k), rec.ADKIM)
+		res.DKIMAlignment[i] = al
+		switch {
+		case al == AlignExact && !res.DKIMAligned:
+			res.DKIMAligned, res.AlignedDKIMDomain = true, a.d.AuthorDomain
+		case al == AlignRelaxed && relaxedDomain == "":
+			relaxedDomain = normalizeID(k.Domain)
 		}
+	}
+	if !res.DKIMAligned && relaxedDomain != "" {
+		res.DKIMAligned, res.AlignedDKIMDomain = true, relaxedDomain
 	}
 	return res.SPFAligned || res.DKIMAligned
 }
 
-// passReason describes which identifiers aligned.
+// align is the alignment of one identifier; mode is the record's aspf or
+// adkim.
+func (a *aligner) align(id string, passed bool, mode byte) Alignment {
+	if !passed {
+		return AlignNotPassed
+	}
+	switch id = normalizeID(id); {
+	case id == "":
+		return AlignNone
+	case id == a.d.AuthorDomain:
+		return AlignExact
+	case mode != 'r':
+		return AlignNone
+	}
+	return a.relaxed(id)
+}
+
+// passReason describes which identifiers aligned, and any whose alignment
+// DNS left open.
 func passReason(in Input, res *Result) string {
 	var parts []string
-	if res.SPFAligned {
-		parts = append(parts, "SPF aligned (smtp.mailfrom="+normalizeID(in.SPFDomain)+")")
+	how := func(al Alignment) string {
+		if al == AlignRelaxed {
+			return ", relaxed"
+		}
+		return ""
 	}
-	if res.DKIMAligned {
-		parts = append(parts, "DKIM aligned (header.d="+res.AlignedDKIMDomain+")")
+	switch res.SPFAlignment {
+	case AlignExact, AlignRelaxed:
+		parts = append(parts, "SPF aligned (smtp.mailfrom="+normalizeID(in.SPFDomain)+how(res.SPFAlignment)+")")
+	case AlignUnknown:
+		parts = append(parts, "SPF alignment unknown (DNS failure)")
+	}
+	var ds []string
+	unknown := false
+	for i, al := range res.DKIMAlignment {
+		switch al {
+		case AlignExact, AlignRelaxed:
+			if d := "header.d=" + normalizeID(in.DKIM[i].Domain) + how(al); !slices.Contains(ds, d) {
+				ds = append(ds, d)
+			}
+		case AlignUnknown:
+			unknown = true
+		}
+	}
+	if len(ds) > 0 {
+		parts = append(parts, "DKIM aligned ("+strings.Join(ds, "; ")+")")
+	}
+	if unknown {
+		parts = append(parts, "DKIM alignment of some signatures unknown (DNS failure)")
 	}
 	return strings.Join(parts, ", ")
 }
 
-// relaxed reports whether id has the Author Domain's Organizational Domain
-// (RFC 9989 §3.2.10.1, §4.10.2). It walks the DNS only when the answer can
-// change the outcome, and goes on past a failed query: the check is left
-// undecided (a.err set, false returned) only when some answers the failed
+// relaxed tells whether id (normalised, not the Author Domain) has the
+// Author Domain's Organizational Domain (RFC 9989 §3.2.10.1, §4.10.2). It
+// walks the DNS only when the answer can change the outcome, and goes on
+// past a failed query: the check is left undecided (a.err set,
+// AlignUnknown) only when some answers the failed
 // queries could have given make the two Organizational Domains equal and
 // others do not (RFC 9989 §5.3.6 — a query whose answer cannot change the
 // result is not one "required to perform DMARC validation").
-func (a *aligner) relaxed(id string) bool {
-	id = normalizeID(id)
+func (a *aligner) relaxed(id string) Alignment {
 	author := a.d.AuthorDomain
-	if id == "" || author == "" {
-		return false
-	}
-	if id == author {
-		return true
-	}
 	// The Organizational Domain of a name is the name or one of its
 	// parents, so the two can only meet at a common parent: none (another
 	// TLD) needs no DNS at all.
 	if !sharesParent(id, author) {
-		return false
+		return AlignNone
 	}
 	aw := a.authorOrg()
 	if !slices.ContainsFunc(aw.cands, func(o string) bool { return isSelfOrParent(o, id) }) {
-		return false // no candidate is id or above it: not aligned, whatever failed
+		return AlignNone // no candidate is id or above it: not aligned, whatever failed
 	}
 	iw := a.orgOf(id)
 	if aw.err == nil && iw.err == nil {
-		return aw.cands[0] == iw.cands[0]
+		return sameOrg(aw.cands[0] == iw.cands[0])
 	}
 	if !slices.ContainsFunc(iw.cands, func(o string) bool { return slices.Contains(aw.cands, o) }) {
-		return false
+		return AlignNone
 	}
 	// Both walks ask the same names above their common parent: guess the
 	// failed answers jointly and see whether any guess changes the outcome.
@@ -297,12 +355,19 @@ func (a *aligner) relaxed(id string) bool {
 		return !(outcomes[0] && outcomes[1])
 	})
 	if complete && outcomes[0] != outcomes[1] {
-		return outcomes[1]
+		return sameOrg(outcomes[1])
 	}
 	if a.err == nil {
 		a.err = cmp.Or(aw.err, iw.err)
 	}
-	return false
+	return AlignUnknown
+}
+
+func sameOrg(same bool) Alignment {
+	if same {
+		return AlignRelaxed
+	}
+	return AlignNone
 }
 
 func b2i(b bool) int {

@@ -3,6 +3,7 @@ package dmarc
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -99,6 +100,53 @@ func TestEvaluateAlignment(t *testing.T) {
 	}
 }
 
+// TestEvaluateEveryIdentifier: every identifier that passed is checked for
+// alignment in the record's mode (RFC 9989 §5.3.4), also when another one
+// already aligned exactly: the common "Return-Path on a subdomain, DKIM on
+// the organizational domain" setup reports SPF aligned too.
+func TestEvaluateEveryIdentifier(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	tests := []struct {
+		name   string
+		in     Input
+		status Status
+		spf    Alignment
+		dkim   []Alignment
+		reason string
+	}{
+		{"SPF relaxed, DKIM exact", spfIn("example.com", "pass", "bounce.example.com", dk("example.com", "pass")),
+			StatusPass, AlignRelaxed, []Alignment{AlignExact},
+			"SPF aligned (smtp.mailfrom=bounce.example.com, relaxed), DKIM aligned (header.d=example.com)"},
+		{"SPF exact, DKIM relaxed", spfIn("example.com", "pass", "example.com", dk("mail.example.com", "pass")),
+			StatusPass, AlignExact, []Alignment{AlignRelaxed},
+			"SPF aligned (smtp.mailfrom=example.com), DKIM aligned (header.d=mail.example.com, relaxed)"},
+		{"SPF exact, DKIM other org and failing and relaxed", spfIn("example.com", "pass", "example.com",
+			dk("example.net", "pass"), dk("example.com", "fail"), dk("s.example.com", "pass")),
+			StatusPass, AlignExact, []Alignment{AlignNone, AlignNotPassed, AlignRelaxed},
+			"SPF aligned (smtp.mailfrom=example.com), DKIM aligned (header.d=s.example.com, relaxed)"},
+		{"DKIM exact and relaxed, SPF across the psd=n boundary", spfIn("example.com", "pass", "x.dept.example.com",
+			dk("mail.example.com", "pass"), dk("example.com", "pass")),
+			StatusPass, AlignNone, []Alignment{AlignRelaxed, AlignExact},
+			"DKIM aligned (header.d=mail.example.com, relaxed; header.d=example.com)"},
+		{"strict: a subdomain is not aligned even beside an exact one", spfIn("strict.example", "pass", "mail.strict.example", dk("strict.example", "pass")),
+			StatusPass, AlignNone, []Alignment{AlignExact}, "DKIM aligned (header.d=strict.example)"},
+		{"nothing aligned", spfIn("example.com", "pass", "example.net", dk("example.org", "pass")),
+			StatusFail, AlignNone, []Alignment{AlignNone}, "no aligned identifier passed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Evaluate(context.Background(), r, tt.in, nil)
+			if res.Status != tt.status || res.SPFAlignment != tt.spf || !slices.Equal(res.DKIMAlignment, tt.dkim) || res.Reason != tt.reason {
+				t.Errorf("got %s spf=%q dkim=%q %q\nwant %s spf=%q dkim=%q %q", res.Status, res.SPFAlignment, res.DKIMAlignment, res.Reason,
+					tt.status, tt.spf, tt.dkim, tt.reason)
+			}
+			if res.SPFAligned != tt.spf.Aligned() {
+				t.Errorf("SPFAligned %v, SPFAlignment %q", res.SPFAligned, res.SPFAlignment)
+			}
+		})
+	}
+}
+
 func TestEvaluateTestMode(t *testing.T) {
 	_, r := newDNS(t, evalZone)
 	res := Evaluate(context.Background(), r, spfIn("testing.example", "fail", "testing.example"), nil)
@@ -190,6 +238,15 @@ _dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
 			}
 		})
 	}
+	t.Run("pass with one alignment left open says so", func(t *testing.T) {
+		srv, r := newDNS(t, zone)
+		srv.Fail("_dmarc.x.example.com", dns.RcodeServerFailure)
+		res := Evaluate(context.Background(), r, spfIn("example.com", "pass", "example.com", dk("x.example.com", "pass")), nil)
+		want := "SPF aligned (smtp.mailfrom=example.com), DKIM alignment of some signatures unknown (DNS failure)"
+		if res.Status != StatusPass || !slices.Equal(res.DKIMAlignment, []Alignment{AlignUnknown}) || res.Reason != want {
+			t.Errorf("got %s %q %q, want pass [unknown] %q", res.Status, res.DKIMAlignment, res.Reason, want)
+		}
+	})
 }
 
 // TestEvaluateOnlyNeededQueries: the Author Domain's own record settles the
