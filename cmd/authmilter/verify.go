@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -364,12 +363,8 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 	if skip, why := env.pol.Skip(in.ip, clientHost, ""); skip {
 		rep.skipped = why
 	}
-	var ip net.IP
-	if in.ip.IsValid() {
-		ip = net.IP(in.ip.AsSlice())
-	}
 	e := engine.New(trail, env.eng)
-	m := e.Begin(ctx, engine.Envelope{ClientIP: ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom})
+	m := e.Begin(ctx, engine.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom})
 	for _, f := range in.msg.fields {
 		// RFC 8601 §5: fields claiming our authserv-id are removed.
 		if strings.EqualFold(f.Name, authres.HeaderName) && authres.SameServID(f.Value, env.authservID) {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -98,11 +97,7 @@ func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message
 		}
 		return nil
 	}
-	var ip net.IP
-	if env.ClientIP.IsValid() {
-		ip = net.IP(env.ClientIP.AsSlice())
-	}
-	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: ip, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
+	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: env.ClientIP, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
 	return &message{s: s, env: env, em: m}
 }
 
@@ -214,11 +209,7 @@ func addrString(a netip.Addr) string {
 func ReceivedSPF(receiver string, env milter.Envelope, o spfcheck.Outcome) string {
 	var b strings.Builder
 	b.WriteString(string(o.Result))
-	var ip net.IP
-	if env.ClientIP.IsValid() {
-		ip = net.IP(env.ClientIP.AsSlice())
-	}
-	if c := engine.SPFComment(o, o.Identity, ip); c != "" {
+	if c := engine.SPFComment(o, o.Identity, env.ClientIP); c != "" {
 		b.WriteString(" " + authres.Comment(receiver+": "+c))
 	}
 	kv := func(k, v string) {

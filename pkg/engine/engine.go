@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -101,8 +102,8 @@ func (e *Engine) Options() Options { return e.o }
 
 // Envelope is what the SMTP conversation told us before the content.
 type Envelope struct {
-	ClientIP   net.IP // nil when unknown (e.g. a unix-socket client)
-	ClientHost string // verified or claimed host name, "[addr]" when unknown
+	ClientIP   netip.Addr // invalid when unknown (e.g. a unix-socket client)
+	ClientHost string     // verified or claimed host name, "[addr]" when unknown
 	HELO       string
 	MailFrom   string // without angle brackets; "" for the null sender
 }
@@ -155,13 +156,14 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
 	m := &Message{e: e, ctx: ctx, cancel: cancel, env: env, start: start, budget: budget}
 	if e.o.SPF {
 		o := &spfcheck.Options{Timeout: e.o.SPFTimeout}
+		ip := netIP(env.ClientIP)
 		m.spf = make(chan spfcheck.Outcome, 1)
 		go func() {
-			m.spf <- spfcheck.CheckMailFrom(ctx, e.r, env.ClientIP, env.HELO, env.MailFrom, o)
+			m.spf <- spfcheck.CheckMailFrom(ctx, e.r, ip, env.HELO, env.MailFrom, o)
 		}()
 		if e.o.CheckHELO && env.HELO != "" {
 			m.helo = make(chan spfcheck.Outcome, 1)
-			go func() { m.helo <- spfcheck.CheckHELO(ctx, e.r, env.ClientIP, env.HELO, o) }()
+			go func() { m.helo <- spfcheck.CheckHELO(ctx, e.r, ip, env.HELO, o) }()
 		}
 	}
 	return m
@@ -401,3 +403,11 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 
 // ErrSeveralFrom: the message has more than one From field.
 var ErrSeveralFrom = errors.New("more than one From field")
+
+// netIP is the client address as the SPF library takes it; nil when unknown.
+func netIP(a netip.Addr) net.IP {
+	if !a.IsValid() {
+		return nil
+	}
+	return net.IP(a.AsSlice())
+}

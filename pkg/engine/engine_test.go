@@ -2,7 +2,7 @@ package engine_test
 
 import (
 	"context"
-	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +32,7 @@ func newEngine(t *testing.T, o engine.Options) (*engine.Engine, *dnstest.Server)
 }
 
 func run(e *engine.Engine, ctx context.Context, headers [][2]string) *engine.Result {
-	m := e.Begin(ctx, engine.Envelope{ClientIP: net.ParseIP("192.0.2.1"), HELO: "mx.example.org", MailFrom: "a@example.org"})
+	m := e.Begin(ctx, engine.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), HELO: "mx.example.org", MailFrom: "a@example.org"})
 	for _, h := range headers {
 		m.Header(h[0], h[1])
 	}
@@ -116,7 +116,7 @@ func TestFinishDeadline(t *testing.T) {
 func TestAbort(t *testing.T) {
 	e, d := newEngine(t, engine.DefaultOptions())
 	d.Drop("example.org.")
-	m := e.Begin(context.Background(), engine.Envelope{ClientIP: net.ParseIP("192.0.2.1"), HELO: "h.example", MailFrom: "a@example.org"})
+	m := e.Begin(context.Background(), engine.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), HELO: "h.example", MailFrom: "a@example.org"})
 	m.Header("From", " a@example.org")
 	m.Abort()
 	m.Abort() // twice is fine

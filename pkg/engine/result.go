@@ -2,7 +2,7 @@ package engine
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -62,7 +62,8 @@ func (r *Result) AuthResults() []authres.Result {
 // SPFComment is the comment of an spf= result, in the words postmasters
 // know from policyd-spf and RFC 7208 §9.1's examples, naming the client
 // address the result is about.
-func SPFComment(o spfcheck.Outcome, identity string, ip net.IP) string {
+func SPFComment(o spfcheck.Outcome, identity string, addr netip.Addr) string {
+	ip := netIP(addr)
 	who := "domain of " + identity
 	switch o.Result {
 	case spfcheck.Pass:

@@ -2,7 +2,7 @@ package engine_test
 
 import (
 	"context"
-	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -34,7 +34,7 @@ func TestMessageBudget(t *testing.T) {
 
 	got := make(chan *engine.Result, 1)
 	go func() {
-		m := e.Begin(context.Background(), engine.Envelope{ClientIP: net.ParseIP("192.0.2.1"), HELO: "mx.example.org", MailFrom: "a@example.org"})
+		m := e.Begin(context.Background(), engine.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), HELO: "mx.example.org", MailFrom: "a@example.org"})
 		m.Header("DKIM-Signature", " v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel; h=from;"+
 			" bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dGVzdA==")
 		m.Header("From", " a@example.org")

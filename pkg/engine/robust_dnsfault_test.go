@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -369,7 +370,7 @@ func runFaultCase(t *testing.T, owner, mode string) faultResult {
 	o.CheckHELO = false
 	o.MessageBudget = 10 * time.Second
 	e := engine.New(r, o)
-	m := e.Begin(context.Background(), engine.Envelope{ClientIP: net.ParseIP("192.0.2.1"), HELO: "mx.example.org", MailFrom: "alice@example.org"})
+	m := e.Begin(context.Background(), engine.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), HELO: "mx.example.org", MailFrom: "alice@example.org"})
 	for _, f := range fields {
 		m.Header(f[0], f[1])
 	}
