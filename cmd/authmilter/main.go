@@ -21,6 +21,10 @@ commands:
   verify [options] FILE    evaluate one message offline and explain the results
   report [-config FILE] [-dry-run] [-out DIR] [-period D]
                            send the DMARC aggregate reports of closed periods once
+  reports import [-config FILE] FILE|DIR|-
+                           read incoming aggregate reports (files, a Maildir, an mbox)
+  reports summary [-config FILE] [-domain D] [-since 30d|DATE]
+                           what reporters say about your domains, per domain and source
   healthcheck [-config FILE | -addr SOCKET]
                            exit 0 if the milter answers on its (first) socket
   keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--out DIR]
@@ -54,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdVerify(args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
+	case "reports":
+		return cmdReports(args[1:], stdinOf, stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(args[1:], stdout, stderr)
 	case "keygen":

@@ -39,7 +39,9 @@ type Config struct {
 	Metrics Metrics `toml:"metrics"` // internal/config/metrics.go
 	Signing Signing `toml:"signing"` // internal/config/signing.go
 
-	FailureReports FailureReports `toml:"failure_reports"` // internal/config/failure.go
+	FailureReports  FailureReports  `toml:"failure_reports"`  // internal/config/failure.go
+	IncomingReports IncomingReports `toml:"incoming_reports"` // internal/config/incoming.go
+	Dashboard       Dashboard       `toml:"dashboard"`        // internal/config/incoming.go
 }
 
 // Milter holds the sockets and session limits of the milter server.
@@ -166,7 +168,9 @@ func Default() *Config {
 		Metrics: defaultMetrics(),
 		Signing: defaultSigning(),
 
-		FailureReports: defaultFailureReports(),
+		FailureReports:  defaultFailureReports(),
+		IncomingReports: defaultIncomingReports(),
+		Dashboard:       defaultDashboard(),
 	}
 }
 
@@ -475,5 +479,7 @@ func (c *Config) Validate() Errors {
 	es = append(es, c.validateFailureReports()...)
 	es = append(es, c.validateMetrics()...)
 	es = append(es, validateSigning(c.Signing, c.Milter.Listen)...)
+	es = append(es, c.validateIncomingReports()...)
+	es = append(es, c.validateDashboard()...)
 	return es
 }

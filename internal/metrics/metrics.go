@@ -50,6 +50,8 @@ type Metrics struct {
 	failures *prometheus.CounterVec // stage, outcome
 	reloads  *prometheus.CounterVec
 	reloaded prometheus.Gauge
+
+	incoming *prometheus.CounterVec // incoming aggregate reports by result
 }
 
 // Latency buckets, in seconds. DNS: 1 ms (a warm local resolver) to 10 s
@@ -94,6 +96,7 @@ func New(version string) *Metrics {
 	m.storePut = histogram("store_put_seconds", "Time a message's records took to be stored (committed in sync mode, queued in async mode).", storeBuckets)
 	m.reports = counter("reports_total", "Aggregate report mails handed to the relay, by result (sent, failed).", "result")
 	m.failures = counter("failure_reports_total", "DMARC failure reports (RFC 9991) by stage (queue: a failing message was looked at; send: a queued report was handled) and outcome.", "stage", "outcome")
+	m.incoming = counter("incoming_reports_total", "Incoming aggregate reports by result: stored, duplicate, foreign (not about our domains: dropped), capped (sender over its daily cap: dropped), invalid (a mail or file that could not be read).", "result")
 	m.reloads = counter("config_reloads_total", "Configuration reloads (SIGHUP) by result (ok, failed).", "result")
 	m.reloaded = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "When the running configuration was loaded (start or last successful reload)."})
@@ -185,6 +188,10 @@ func (m *Metrics) FailureQueue(outcome string) { m.failures.WithLabelValues("que
 // FailureSend counts what the sender did with a queued failure report
 // (reportmail.Failure…).
 func (m *Metrics) FailureSend(outcome string) { m.failures.WithLabelValues("send", outcome).Inc() }
+
+// Incoming counts one incoming aggregate report (internal/incoming) by
+// result.
+func (m *Metrics) Incoming(result string) { m.incoming.WithLabelValues(result).Inc() }
 
 // Reload counts a configuration reload.
 func (m *Metrics) Reload(ok bool) {

@@ -118,6 +118,20 @@ func (p *pgDB) each(ctx context.Context, q string, args []any, fn func(id, data,
 	return rows.Err()
 }
 
+func (p *pgDB) query(ctx context.Context, q string, args []any, fn func(scan func(dest ...any) error) error) error {
+	rows, err := p.pool.Query(ctx, numbered(q), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 func (p *pgDB) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 
 // tryLock takes a session-level advisory lock (pg_try_advisory_lock) on a

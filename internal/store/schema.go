@@ -51,6 +51,44 @@ var migrations = [][]string{
 			taken      BIGINT NOT NULL    -- reports taken in the window
 		)`,
 	},
+	{ // 3: incoming aggregate reports (issue 22; incoming.go)
+		`CREATE TABLE agg_reports (
+			key         TEXT PRIMARY KEY,  -- hex SHA-256 of lower(org) NUL report_id: the de-duplication key
+			org         TEXT NOT NULL,     -- reporter org_name
+			report_id   TEXT NOT NULL,
+			email       TEXT NOT NULL,
+			domain      TEXT NOT NULL,     -- policy_published/domain
+			begin_ts    BIGINT NOT NULL,   -- date_range, Unix seconds; end exclusive
+			end_ts      BIGINT NOT NULL,
+			received_ts BIGINT NOT NULL,   -- when we stored it, Unix seconds
+			sender      TEXT NOT NULL,     -- who sent it (mail From domain, else the email's domain): the per-day cap
+			format      TEXT NOT NULL,
+			policy      TEXT NOT NULL,     -- report.PolicyPublished as JSON
+			nrows       BIGINT NOT NULL,
+			messages    BIGINT NOT NULL
+		)`,
+		`CREATE INDEX agg_reports_sender ON agg_reports (sender, received_ts)`,
+		`CREATE TABLE agg_rows (
+			report        TEXT NOT NULL,   -- agg_reports.key
+			domain        TEXT NOT NULL,   -- of the report, repeated for the queries
+			begin_ts      BIGINT NOT NULL,
+			org           TEXT NOT NULL,
+			source_ip     TEXT NOT NULL,
+			count         BIGINT NOT NULL,
+			disposition   TEXT NOT NULL,
+			dkim_aligned  TEXT NOT NULL,   -- policy_evaluated: pass or fail
+			spf_aligned   TEXT NOT NULL,
+			header_from   TEXT NOT NULL,
+			envelope_from TEXT NOT NULL,
+			dkim_domain   TEXT NOT NULL,   -- the first passing signature, else the first
+			dkim_result   TEXT NOT NULL,
+			spf_domain    TEXT NOT NULL,   -- the first SPF result
+			spf_result    TEXT NOT NULL,
+			data          TEXT NOT NULL    -- report.Row as JSON
+		)`,
+		`CREATE INDEX agg_rows_domain ON agg_rows (domain, begin_ts)`,
+		`CREATE INDEX agg_rows_report ON agg_rows (report)`,
+	},
 }
 
 // SchemaVersion is the schema version this build migrates to.

@@ -246,6 +246,20 @@ func (s *sqliteDB) each(ctx context.Context, q string, args []any, fn func(id, d
 	return rows.Err()
 }
 
+func (s *sqliteDB) query(ctx context.Context, q string, args []any, fn func(scan func(dest ...any) error) error) error {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 func (s *sqliteDB) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // tryLock takes a flock on a file beside the database: every process using

@@ -106,6 +106,8 @@ type backend interface {
 	inTx(ctx context.Context, fn func(txer) error) error
 	exec(ctx context.Context, q string, args ...any) (int64, error)
 	each(ctx context.Context, q string, args []any, fn func(id, data, reportID string) error) error
+	// query runs q and calls fn for each row with a Scan for its columns.
+	query(ctx context.Context, q string, args []any, fn func(scan func(dest ...any) error) error) error
 	ping(ctx context.Context) error
 	tryLock(ctx context.Context, name string) (func(), bool, error)
 	close() error
@@ -197,7 +199,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.db = db
-		mctx, cancel := context.WithTimeout(ctx, o.WriteTimeout)
+		// Migrating takes several statements (more with each schema
+		// version): give it more than one commit's WriteTimeout.
+		mctx, cancel := context.WithTimeout(ctx, max(o.WriteTimeout, 10*time.Second))
 		err = db.migrate(mctx)
 		cancel()
 		if errors.Is(err, ErrSchemaTooNew) {

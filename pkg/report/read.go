@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Errors of the reader. Every error it returns wraps one of these, so that
@@ -291,8 +293,8 @@ func (fb *inFeedback) report() (*Report, error) {
 	p := PolicyPublished{Domain: domain(pp.Domain), DiscoveryMethod: low(pp.DiscoveryMethod),
 		ADKIM: low(pp.ADKIM), ASPF: low(pp.ASPF), P: low(pp.P), SP: low(pp.SP), NP: low(pp.NP),
 		Testing: low(pp.Testing), FO: text(pp.FO), Pct: -1}
-	if p.Domain == "" {
-		return nil, bad("policy_published", "no domain")
+	if _, err := identity.ASCII(p.Domain); err != nil {
+		return nil, bad("policy_published", "domain: %v", err)
 	}
 	if s := text(pp.Pct); s != "" {
 		n, err := strconv.Atoi(s)
@@ -358,5 +360,13 @@ func (fb *inFeedback) report() (*Report, error) {
 func text(s string) string { return strings.TrimSpace(s) }
 func low(s string) string  { return strings.ToLower(strings.TrimSpace(s)) }
 
-// domain normalises a domain as reported: trimmed, lower case, no root dot.
-func domain(s string) string { return strings.TrimSuffix(low(s), ".") }
+// domain normalises a domain as reported: its ASCII form (pkg/identity);
+// a value that is not a domain name is kept trimmed and lower case, for
+// display (identifiers are shown, not compared).
+func domain(s string) string {
+	t := low(s)
+	if a, err := identity.ASCII(t); err == nil {
+		return a
+	}
+	return strings.TrimSuffix(t, ".")
+}

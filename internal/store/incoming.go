@@ -1,0 +1,272 @@
+package store
+
+// Incoming aggregate reports: what other receivers say about our domains
+// (issue 22). Written by internal/incoming, read by the reports summary
+// command and the dashboard. Tables agg_reports and agg_rows (schema.go,
+// migration 2).
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/authmilter/authmilter/pkg/report"
+)
+
+// ErrSenderCap: the sender has sent its daily quota of reports already.
+var ErrSenderCap = errors.New("store: reports per sender per day exceeded")
+
+// aggRowCols are the columns of agg_rows, in insert order.
+const aggRowCols = 16
+
+// IncomingKey is the de-duplication key of a report: (reporter org, report
+// id), the org compared without regard to case.
+func IncomingKey(org, reportID string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(org) + "\x00" + reportID))
+	return hex.EncodeToString(h[:16])
+}
+
+// PutIncoming stores one incoming report and its rows in one transaction:
+// all of it or nothing. It returns false, and stores nothing, when a report
+// with the same (org, report id) is stored already. sender is who sent it
+// (the domain the per-day cap counts); maxPerDay > 0 refuses a sender's
+// report with ErrSenderCap once it has that many stored since 00:00 UTC
+// of now.
+func (s *Store) PutIncoming(ctx context.Context, r *report.Report, sender string, now time.Time, maxPerDay int) (bool, error) {
+	key := IncomingKey(r.OrgName, r.ID)
+	pol, err := json.Marshal(r.Policy)
+	if err != nil {
+		return false, fmt.Errorf("store: incoming: %w", err)
+	}
+	now = now.UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	stored := false
+	err = s.db.inTx(ctx, func(t txer) error {
+		if maxPerDay > 0 {
+			n, err := t.queryInt(ctx, `SELECT COUNT(*) FROM agg_reports WHERE sender = ? AND received_ts >= ?`, sender, day.Unix())
+			if err != nil {
+				return err
+			}
+			if n >= int64(maxPerDay) {
+				return fmt.Errorf("%w: %s has sent %d today", ErrSenderCap, sender, n)
+			}
+		}
+		n, err := t.exec(ctx, `INSERT INTO agg_reports (key, org, report_id, email, domain, begin_ts, end_ts, received_ts,
+			sender, format, policy, nrows, messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+			key, r.OrgName, r.ID, r.Email, r.Policy.Domain, r.Begin.Unix(), r.End.Unix(), now.Unix(),
+			sender, string(r.Format), string(pol), int64(len(r.Rows)), int64(r.Messages()))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil // a duplicate
+		}
+		const per = 64 // rows per INSERT: 1,024 parameters
+		for rows := r.Rows; len(rows) > 0; {
+			k := min(len(rows), per)
+			args := make([]any, 0, k*aggRowCols)
+			for i := range rows[:k] {
+				row := &rows[i]
+				data, err := json.Marshal(row)
+				if err != nil {
+					return err
+				}
+				dd, dr := firstDKIM(row.DKIM)
+				sd, sr := "", ""
+				if len(row.SPF) > 0 {
+					sd, sr = row.SPF[0].Domain, row.SPF[0].Result
+				}
+				args = append(args, key, r.Policy.Domain, r.Begin.Unix(), r.OrgName, row.SourceIP, int64(row.Count),
+					row.Disposition, row.DKIMAligned, row.SPFAligned, row.HeaderFrom, row.EnvelopeFrom, dd, dr, sd, sr, string(data))
+			}
+			q := `INSERT INTO agg_rows (report, domain, begin_ts, org, source_ip, count, disposition, dkim_aligned, spf_aligned,
+				header_from, envelope_from, dkim_domain, dkim_result, spf_domain, spf_result, data) VALUES ` +
+				strings.TrimSuffix(strings.Repeat("("+placeholders(aggRowCols)+"), ", k), ", ")
+			if _, err := t.exec(ctx, q, args...); err != nil {
+				return err
+			}
+			rows = rows[k:]
+		}
+		stored = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: incoming report %q from %q: %w", r.ID, r.OrgName, err)
+	}
+	return stored, nil
+}
+
+// firstDKIM picks the signature a row is shown by: the first that passed,
+// else the first.
+func firstDKIM(ds []report.DKIMResult) (domain, result string) {
+	for _, d := range ds {
+		if d.Result == "pass" {
+			return d.Domain, d.Result
+		}
+	}
+	if len(ds) > 0 {
+		return ds[0].Domain, ds[0].Result
+	}
+	return "", ""
+}
+
+// IncomingFilter selects incoming report rows: by policy domain, and by
+// the report's begin time in [Since, Until) (zero: unbounded).
+type IncomingFilter struct {
+	Domain       string
+	Since, Until time.Time
+}
+
+// IncomingGroup is what IncomingTotals groups by.
+type IncomingGroup string
+
+// Groupings.
+const (
+	ByDomain   IncomingGroup = "domain"
+	ByReporter IncomingGroup = "org"
+	BySource   IncomingGroup = "source_ip"
+	ByDay      IncomingGroup = "day"
+)
+
+// Totals are the message counts of one group of rows.
+type Totals struct {
+	Key         string // the domain, reporter, source address, or day (YYYY-MM-DD)
+	Messages    int64
+	DMARCPass   int64 // DKIM or SPF aligned and passing (policy_evaluated)
+	DKIMAligned int64
+	SPFAligned  int64
+	DKIMPass    int64 // the shown DKIM signature passed (aligned or not)
+	SPFPass     int64 // the SPF check passed (aligned or not)
+	Quarantined int64 // the receiver's disposition
+	Rejected    int64
+	Reports     int64 // distinct reports
+	DKIMDomain  string
+	SPFDomain   string // one of the group's domains (the greatest), for display
+	HeaderFrom  string
+}
+
+// Failing is the number of messages that failed DMARC: those a
+// p=quarantine or p=reject policy would act on.
+func (t Totals) Failing() int64 { return t.Messages - t.DMARCPass }
+
+// IncomingTotals sums the rows f selects by g, largest first, at most
+// limit groups (0: all); ByDay comes in day order.
+func (s *Store) IncomingTotals(ctx context.Context, f IncomingFilter, g IncomingGroup, limit int) ([]Totals, error) {
+	key := string(g)
+	order := "2 DESC, 1"
+	switch g {
+	case ByDomain, ByReporter, BySource:
+	case ByDay:
+		key, order = "CAST(begin_ts / 86400 AS TEXT)", "MIN(begin_ts)"
+	default:
+		return nil, fmt.Errorf("store: unknown grouping %q", g)
+	}
+	sum := func(cond string) string {
+		return "CAST(SUM(CASE WHEN " + cond + " THEN count ELSE 0 END) AS BIGINT)"
+	}
+	q := "SELECT " + key + ", CAST(SUM(count) AS BIGINT), " +
+		sum("dkim_aligned = 'pass' OR spf_aligned = 'pass'") + ", " + sum("dkim_aligned = 'pass'") + ", " +
+		sum("spf_aligned = 'pass'") + ", " + sum("dkim_result = 'pass'") + ", " + sum("spf_result = 'pass'") + ", " +
+		sum("disposition = 'quarantine'") + ", " + sum("disposition = 'reject'") +
+		", COUNT(DISTINCT report), MAX(dkim_domain), MAX(spf_domain), MAX(header_from) FROM agg_rows"
+	var where []string
+	var args []any
+	if f.Domain != "" {
+		where, args = append(where, "domain = ?"), append(args, f.Domain)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "begin_ts >= ?"), append(args, f.Since.Unix())
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "begin_ts < ?"), append(args, f.Until.Unix())
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " GROUP BY " + key + " ORDER BY " + order
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	var out []Totals
+	err := s.db.query(ctx, q, args, func(scan func(...any) error) error {
+		var t Totals
+		if err := scan(&t.Key, &t.Messages, &t.DMARCPass, &t.DKIMAligned, &t.SPFAligned, &t.DKIMPass, &t.SPFPass,
+			&t.Quarantined, &t.Rejected, &t.Reports, &t.DKIMDomain, &t.SPFDomain, &t.HeaderFrom); err != nil {
+			return err
+		}
+		if g == ByDay {
+			var d int64
+			fmt.Sscan(t.Key, &d)
+			t.Key = time.Unix(d*86400, 0).UTC().Format(time.DateOnly)
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: incoming totals: %w", err)
+	}
+	return out, nil
+}
+
+// IncomingReports counts the stored incoming reports and their rows.
+func (s *Store) IncomingReports(ctx context.Context) (reports, rows int64, err error) {
+	err = s.db.query(ctx, `SELECT COUNT(*), CAST(COALESCE(SUM(nrows), 0) AS BIGINT) FROM agg_reports`, nil,
+		func(scan func(...any) error) error { return scan(&reports, &rows) })
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: incoming reports: %w", err)
+	}
+	return reports, rows, nil
+}
+
+// LocalTotals are this MX's own records of one author domain.
+type LocalTotals struct {
+	HeaderFrom   string
+	Messages     int64
+	Dispositions map[string]int64 // none, pass, quarantine, reject
+	DMARC        map[string]int64 // pass, fail, none, temperror, permerror
+}
+
+// LocalTotalsBy sums the per-message records (what this MX received) in
+// [since, until) by author domain and disposition, largest first.
+func (s *Store) LocalTotalsBy(ctx context.Context, since, until time.Time) ([]LocalTotals, error) {
+	m := map[string]*LocalTotals{}
+	err := s.Each(ctx, Query{Begin: since, End: until}, func(r Row) error {
+		d := r.Record.HeaderFrom
+		t := m[d]
+		if t == nil {
+			t = &LocalTotals{HeaderFrom: d, Dispositions: map[string]int64{}, DMARC: map[string]int64{}}
+			m[d] = t
+		}
+		t.Messages++
+		t.Dispositions[orNone(r.Record.Disposition)]++
+		t.DMARC[orNone(r.Record.DMARCResult)]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LocalTotals, 0, len(m))
+	for _, t := range m {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Messages != out[j].Messages {
+			return out[i].Messages > out[j].Messages
+		}
+		return out[i].HeaderFrom < out[j].HeaderFrom
+	})
+	return out, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
