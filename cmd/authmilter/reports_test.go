@@ -42,7 +42,7 @@ func TestReportsImportAndSummary(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{
-		"example.com       14      8638", // 12 reports, 8392 messages since 2000; the RFC 9990 sample (1979) and its copy from stdin, 123 each
+		"example.com       14      8638",            // 12 reports, 8392 messages since 2000; the RFC 9990 sample (1979) and its copy from stdin, 123 each
 		"google.com        1      3047      100.0%", // its borschow.com report is not for -domain example.com
 		"209.85.220.69      4506      100.0%",
 	} {
