@@ -69,6 +69,27 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// The compose example README shows is the file that was run, its
+// authmilter configuration is valid and listens where Postfix's main.cf
+// points.
+func TestComposeExample(t *testing.T) {
+	compose := readRepoFile(t, "dist/docker/compose/compose.yaml")
+	body := compose[strings.Index(compose, "services:"):]
+	if !strings.Contains(readRepoFile(t, "README.md"), "```yaml\n"+body+"```\n") {
+		t.Error("README's compose example is not dist/docker/compose/compose.yaml (from services:)")
+	}
+	cfg, err := config.Load(filepath.Join("..", "..", "dist", "docker", "compose", "authmilter", "authmilter.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Milter.Listen) != 1 || cfg.Milter.Listen[0] != "inet:0.0.0.0:8893" {
+		t.Errorf("compose example's authmilter listens on %v", cfg.Milter.Listen)
+	}
+	if mainCF := readRepoFile(t, "dist/docker/compose/postfix/main.cf"); !strings.Contains(mainCF, "\nsmtpd_milters = inet:authmilter:8893\n") {
+		t.Error("compose example's main.cf does not point smtpd_milters at inet:authmilter:8893")
+	}
+}
+
 func TestFreeBSDRcScript(t *testing.T) {
 	path := filepath.Join("..", "..", "dist", "freebsd", "authmilter")
 	if out, err := exec.Command("sh", "-n", path).CombinedOutput(); err != nil {
