@@ -45,6 +45,9 @@ type milterConfig struct {
 	// Extra is TOML appended as is: sections the fields above do not
 	// cover (signing_test.go's [signing] with its key tables).
 	Extra string
+	// Raw, when set, is the whole file (migrate_test.go's migrated
+	// configurations); Listen must still name its sockets.
+	Raw string
 }
 
 // defaultConfig is the configuration most cases run with.
@@ -53,6 +56,9 @@ func defaultConfig(dns string, listen ...string) milterConfig {
 }
 
 func (c milterConfig) toml() string {
+	if c.Raw != "" {
+		return c.Raw
+	}
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	var listen []string
 	for _, l := range c.Listen {

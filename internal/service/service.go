@@ -18,6 +18,7 @@ import (
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
@@ -106,7 +107,8 @@ type message struct {
 	env    milter.Envelope
 	em     *engine.Message
 	rcpts  []string
-	arSeen int // Authentication-Results fields so far (the protocol's 1-based index)
+	arSeen int      // Authentication-Results fields so far (the protocol's 1-based index)
+	from   []string // From fields, kept only when signing is on
 	forged []milter.HeaderRef
 	header []byte // the header block, kept only for failure reports
 }
@@ -129,6 +131,9 @@ func (m *message) Header(name, value string) {
 	if m.s.Failures != nil && len(m.header)+len(name)+len(value) < maxReportHeader {
 		m.header = dkimverify.AppendField(m.header, name, value)
 	}
+	if m.s.Signing != nil && strings.EqualFold(name, "From") && len(m.from) < 2 {
+		m.from = append(m.from, value) // for Signing.External when DMARC is off
+	}
 	m.em.Header(name, value)
 }
 
@@ -140,7 +145,13 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	start := time.Now()
 	r := m.em.Finish(ctx)
 	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
-	m.s.Signing.External(m.env, r.AuthorDomains, queueID)
+	if m.s.Signing != nil {
+		authors := r.AuthorDomains
+		if len(authors) == 0 { // DMARC off: the engine did not read From
+			authors, _ = dmarc.AuthorDomains(m.from)
+		}
+		m.s.Signing.External(m.env, authors, queueID)
+	}
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
 	ar := authres.Format(m.s.AuthservID, r.AuthResults())
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
