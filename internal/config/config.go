@@ -98,6 +98,7 @@ type DKIM struct {
 	MinRSABits    int      `toml:"min_rsa_bits"`
 	MaxSignatures int      `toml:"max_signatures"`
 	ClockDrift    Duration `toml:"clock_drift"`
+	BodyLength    string   `toml:"body_length"` // l=: whole-body, refuse or accept
 }
 
 // DMARC configures evaluation (RFC 9989) and the disposition.
@@ -150,7 +151,7 @@ func Default() *Config {
 		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true, IgnoreMailFrom: []string{}},
 		SPF: SPF{Enabled: true, CheckHELO: true, Timeout: Duration{20 * time.Second},
 			FailAction: "none", PermerrorAction: "none"},
-		DKIM: DKIM{Enabled: true, MinRSABits: 1024, MaxSignatures: 5, ClockDrift: Duration{300 * time.Second}},
+		DKIM: DKIM{Enabled: true, MinRSABits: 1024, MaxSignatures: 5, ClockDrift: Duration{300 * time.Second}, BodyLength: "whole-body"},
 		DMARC: DMARC{
 			Enabled:           true,
 			Mode:              "rfc9989",
@@ -453,6 +454,7 @@ func (c *Config) Validate() Errors {
 	if c.DKIM.ClockDrift.Duration < 0 {
 		bad("dkim.clock_drift", "must not be negative")
 	}
+	oneOf("dkim.body_length", c.DKIM.BodyLength, "whole-body", "refuse", "accept")
 	oneOf("dmarc.mode", c.DMARC.Mode, "rfc9989", "rfc7489")
 	oneOf("dmarc.multi_from", c.DMARC.MultiFrom, "evaluate-each", "reject", "skip")
 	if c.DMARC.MaxAuthorDomains < 1 || c.DMARC.MaxAuthorDomains > 50 {

@@ -14,7 +14,7 @@ func EngineOptions(cfg *config.Config) engine.Options {
 		SPF: cfg.SPF.Enabled, CheckHELO: cfg.SPF.CheckHELO, SPFTimeout: cfg.SPF.Timeout.Duration,
 		DKIM: cfg.DKIM.Enabled,
 		DKIMOptions: dkimverify.Options{MinRSABits: cfg.DKIM.MinRSABits, MaxSignatures: cfg.DKIM.MaxSignatures,
-			ClockDrift: cfg.DKIM.ClockDrift.Duration},
+			ClockDrift: cfg.DKIM.ClockDrift.Duration, BodyLength: dkimverify.BodyLength(cfg.DKIM.BodyLength)},
 		DMARC: cfg.DMARC.Enabled, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
 		MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: cfg.DMARC.MaxAuthorDomains,
 		MaxHeaderBytes: cfg.Milter.MaxHeaderBytes, MaxHeaders: cfg.Milter.MaxHeaders,

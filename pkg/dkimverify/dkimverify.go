@@ -50,6 +50,41 @@ var (
 	ErrBadTimestamps     = errors.New("dkimverify: malformed t= or x=")
 	ErrAborted           = errors.New("dkimverify: verification aborted")
 	ErrInternal          = errors.New("dkimverify: verification failed")
+	// ErrBodyLength: a signature with l= refused unverified (BodyLengthRefuse).
+	ErrBodyLength = errors.New("dkimverify: body length tag (l=) not accepted")
+	// ErrUnsignedTail: the body goes on after the l= bytes the signature
+	// covers (BodyLengthWhole).
+	ErrUnsignedTail = errors.New("dkimverify: unsigned content after the signed body length (l=)")
+)
+
+// BodyLength says what to do with a signature that has a body length tag
+// (l=, RFC 6376 §3.5). Its danger is content appended after the signed
+// length (§8.2): a forwarder or an attacker can add text the signer never
+// saw, and the signature still verifies.
+//
+// What others do: OpenDKIM and dkimpy verify the first l= bytes as RFC 6376
+// is written and ignore the rest (OpenDKIM reports an l= larger than the body
+// as an error, DKIM_SIGERROR_TOOLARGE_L; dkimpy hashes whatever there is);
+// mox refuses every l= signature (its DefaultPolicy: "l= for length not
+// acceptable", status policy); go-msgauth v0.7 refuses it as fail ("insecure
+// body length tag"). We verify it and refuse only the dangerous case by
+// default; both other behaviours are a setting.
+type BodyLength string
+
+// The BodyLength choices.
+const (
+	// BodyLengthWhole (the default, also for ""): a signature whose l=
+	// covers the whole canonical body verifies as usual; with content
+	// after the signed length it is "policy" (ErrUnsignedTail), whatever
+	// the cryptography says — only a signature that would pass gets there,
+	// a broken one stays "fail".
+	BodyLengthWhole BodyLength = "whole-body"
+	// BodyLengthRefuse: every signature with l= is "policy" (ErrBodyLength)
+	// without a key lookup, as mox does.
+	BodyLengthRefuse BodyLength = "refuse"
+	// BodyLengthAccept: RFC 6376 as written: the first l= bytes are
+	// verified and anything after them is ignored.
+	BodyLengthAccept BodyLength = "accept"
 )
 
 // Result is the outcome for one DKIM-Signature field.
@@ -78,6 +113,8 @@ type Options struct {
 	ClockDrift time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// BodyLength is the treatment of l= (default BodyLengthWhole).
+	BodyLength BodyLength
 }
 
 func (o *Options) withDefaults() Options {
@@ -99,6 +136,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.BodyLength == "" {
+		d.BodyLength = BodyLengthWhole
 	}
 	return d
 }
@@ -124,8 +164,11 @@ type Verifier struct {
 	sigs   []*signature
 	fields []hfield
 	bodies [2]*bodyHash // [0] simple, [1] relaxed; nil if unused
-	keys   []*keyLookup
-	cancel context.CancelFunc
+	// limited are the body hashes of signatures with l=, one each: they
+	// hash only the first l= canonical bytes and count the rest.
+	limited []*bodyHash
+	keys    []*keyLookup
+	cancel  context.CancelFunc
 
 	aborted atomic.Bool
 	ended   bool  // Results has closed the body
@@ -196,6 +239,13 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 			v.keys = append(v.keys, k)
 			go k.run(ctx, r)
 		}
+		if s.bodyLen >= 0 {
+			b := &bodyHash{h: &prefixHash{Hash: sha256.New(), limit: s.bodyLen}}
+			b.c = bodyCanon{h: b.h, relaxed: s.relaxedBody}
+			s.body = b
+			v.limited = append(v.limited, b)
+			continue
+		}
 		i := 0
 		if s.relaxedBody {
 			i = 1
@@ -238,6 +288,9 @@ func (v *Verifier) Write(body []byte) (n int, _ error) {
 			b.c.Write(body)
 		}
 	}
+	for _, b := range v.limited {
+		b.c.Write(body)
+	}
 	return len(body), nil
 }
 
@@ -278,6 +331,25 @@ func (v *Verifier) finishBody() {
 			b.sum = b.h.Sum(nil)
 		}
 	}
+	for _, b := range v.limited {
+		b.c.Close()
+		b.sum = b.h.Sum(nil)
+	}
+}
+
+// prefixHash hashes the first limit bytes written to it and counts them all
+// (the canonical body length, for l=).
+type prefixHash struct {
+	hash.Hash
+	limit, n int64
+}
+
+func (p *prefixHash) Write(b []byte) (int, error) {
+	if room := p.limit - p.n; room > 0 {
+		p.Hash.Write(b[:min(int64(len(b)), room)])
+	}
+	p.n += int64(len(b))
+	return len(b), nil
 }
 
 // Abort releases the verification of a message that will not be finished:

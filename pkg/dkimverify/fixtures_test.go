@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +96,9 @@ func TestFixtures(t *testing.T) {
 		{"rsa512.eml", nil, []want{{status: StatusPolicy, reason: "key too small (512 bits)", keyBits: 512, err: ErrKeyTooSmall}}},
 		{"rsa1024-relaxed.eml", &Options{MinRSABits: 2048}, []want{{status: StatusPolicy, reason: "key too small (1024 bits)", err: ErrKeyTooSmall}}},
 		{"rsa2048-relaxed.eml", &Options{MinRSABits: 2048}, []want{pass(org, "rsa2048", rsa, 2048)}},
-		// l= is refused without verifying (RFC 6376 §8.2).
-		{"length-tag.eml", nil, []want{{status: StatusPolicy, reason: "body length tag (l=) not accepted"}}},
+		// l= covering the whole body verifies (RFC 6376 §3.5, §8.2); see
+		// TestBodyLengthTag for the rest.
+		{"length-tag.eml", nil, []want{pass(org, "rsa2048", rsa, 2048)}},
 		// RFC 6376 Appendix A.2 with the key of Appendix C.
 		{"rfc6376-a2.eml", nil, []want{pass("example.com", "brisbane", rsa, 1024)}},
 		// RFC 8463 Appendix A.3 with the keys of Appendix A.2.
@@ -453,4 +455,68 @@ func TestPanicBecomesTempError(t *testing.T) {
 	_, _ = v.Write(body)
 	v.bodies[1] = nil // verify will panic
 	check(t, v.Results(), tempErr)
+}
+
+// TestBodyLengthTag: the body length tag l= (RFC 6376 §3.5) under the three
+// settings. The danger is content after the signed length (§8.2): by
+// default a signature with such a tail is "policy", one whose l= covers the
+// whole canonical body verifies as usual; "refuse" is the old behaviour and
+// mox's, "accept" is RFC 6376 as written (OpenDKIM, dkimpy). length-tag.eml
+// is signed by dkimpy with l= the whole body (121 canonical bytes).
+func TestBodyLengthTag(t *testing.T) {
+	_, r := newDNS(t, fixtureZone(t), resolver.Config{})
+	whole := readFile(t, "length-tag.eml")
+	tail := append(bytes.Clone(whole), "\r\n-- \r\nAppended by a list or an attacker: click here\r\n"...)
+	cut := bytes.TrimSuffix(bytes.TrimRight(whole, "\r\n"), []byte("Alice"))
+	okL := pass("example.org", "rsa2048", "rsa-sha256", 2048)
+	tailPolicy := want{status: StatusPolicy, reason: "unsigned content after l= (121 of 178 body bytes signed)", err: ErrUnsignedTail}
+	refused := want{status: StatusPolicy, reason: "body length tag (l=) not accepted", err: ErrBodyLength}
+	short := want{status: StatusFail, reason: "body shorter than l="}
+	tests := []struct {
+		name string
+		msg  []byte
+		mode BodyLength
+		want want
+	}{
+		{"whole body, default", whole, "", okL},
+		{"whole body, whole-body", whole, BodyLengthWhole, okL},
+		{"whole body, accept", whole, BodyLengthAccept, okL},
+		{"whole body, refuse", whole, BodyLengthRefuse, refused},
+		{"appended tail, default", tail, "", tailPolicy},
+		{"appended tail, accept", tail, BodyLengthAccept, okL},
+		{"appended tail, refuse", tail, BodyLengthRefuse, refused},
+		{"body shorter than l=, default", cut, "", short},
+		{"body shorter than l=, accept", cut, BodyLengthAccept, short},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, chunk := range []int{0, 1, 7} {
+				check(t, verify(t, r, tt.msg, &Options{BodyLength: tt.mode}, chunk), []want{tt.want})
+			}
+		})
+	}
+	// A broken signature with a tail stays "fail": the tail check comes
+	// after the cryptography.
+	broken := bytes.Replace(tail, []byte("Hello Bob"), []byte("Hello Eve"), 1)
+	check(t, verify(t, r, broken, nil, 0), []want{{status: StatusFail, reason: "body hash mismatch"}})
+}
+
+func TestParseBodyLength(t *testing.T) {
+	tests := []struct {
+		in string
+		n  int64
+		ok bool
+	}{
+		{"0", 0, true}, {"121", 121, true}, {"00042", 42, true},
+		{"9223372036854775807", math.MaxInt64, true},
+		{"99999999999999999999999", math.MaxInt64, true}, // longer than any body
+		{strings.Repeat("9", 76), math.MaxInt64, true},
+		{strings.Repeat("9", 77), 0, false}, // 1*76DIGIT
+		{"", 0, false}, {"-1", 0, false}, {"12a", 0, false}, {"1 2", 0, false},
+	}
+	for _, tt := range tests {
+		if n, ok := parseBodyLength(tt.in); n != tt.n || ok != tt.ok {
+			t.Errorf("parseBodyLength(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.ok)
+		}
+	}
 }

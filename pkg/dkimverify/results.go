@@ -79,6 +79,17 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	if s.relaxedBody {
 		body = v.bodies[1]
 	}
+	var bodyLen int64 // canonical body length, for l=
+	if s.body != nil {
+		body = s.body
+		bodyLen = s.body.h.(*prefixHash).n
+		if bodyLen < s.bodyLen {
+			// RFC 6376 §3.5 l=: the signer hashed more than there is; the
+			// body was cut (OpenDKIM: DKIM_SIGERROR_TOOLARGE_L).
+			return &verdict{StatusFail, "body shorter than l=",
+				fmt.Errorf("dkim: body hash did not verify: l=%d, body %d bytes", s.bodyLen, bodyLen)}, scratch
+		}
+	}
 	if subtle.ConstantTimeCompare(body.sum, s.bodyHash) != 1 {
 		return &verdict{StatusFail, "body hash mismatch", errors.New("dkim: body hash did not verify")}, scratch
 	}
@@ -94,6 +105,12 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	if key.alg == "rsa" && key.bits < v.opts.MinRSABits {
 		return &verdict{StatusPolicy, fmt.Sprintf("key too small (%d bits)", key.bits),
 			fmt.Errorf("%w: %d bits, want %d", ErrKeyTooSmall, key.bits, v.opts.MinRSABits)}, scratch
+	}
+	// RFC 6376 §8.2: content after the signed length is what l= lets
+	// anyone add; by default such a signature does not count.
+	if s.body != nil && bodyLen > s.bodyLen && v.opts.BodyLength != BodyLengthAccept {
+		return &verdict{StatusPolicy, fmt.Sprintf("unsigned content after l= (%d of %d body bytes signed)", s.bodyLen, bodyLen),
+			fmt.Errorf("%w: l=%d, body %d bytes", ErrUnsignedTail, s.bodyLen, bodyLen)}, scratch
 	}
 	return nil, scratch
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -150,9 +151,11 @@ type signature struct {
 	keyAlg             string
 	relaxedHead        bool
 	relaxedBody        bool
-	headers            []string // h=
-	bodyHash, sigBytes []byte   // decoded bh= and b=
-	keyName            string   // "selector._domainkey.domain." lowercased
+	headers            []string  // h=
+	bodyHash, sigBytes []byte    // decoded bh= and b=
+	keyName            string    // "selector._domainkey.domain." lowercased
+	bodyLen            int64     // l=, -1 without
+	body               *bodyHash // own body hash when l= is set
 
 	early *verdict // set if the signature is decided before hashing
 }
@@ -260,12 +263,19 @@ func (v *Verifier) checkSignature(s *signature, tags tagList, err error) {
 		return
 	}
 
-	if _, ok := tags.get("l"); ok {
-		// The unsigned tail after l= bytes could be anything: not
-		// verified, a local choice (RFC 6376 §8.2), so "policy".
-		s.early = &verdict{StatusPolicy, "body length tag (l=) not accepted",
-			errors.New("dkim: body length tag (l=) not accepted")}
-		return
+	s.bodyLen = -1
+	if l, ok := tags.get("l"); ok {
+		n, ok := parseBodyLength(stripFWS(l))
+		switch {
+		case !ok:
+			s.early = permerror("malformed signature", "l=%s", l)
+			return
+		case v.opts.BodyLength == BodyLengthRefuse:
+			// Local choice (RFC 6376 §8.2): not verified, so "policy".
+			s.early = &verdict{StatusPolicy, "body length tag (l=) not accepted", ErrBodyLength}
+			return
+		}
+		s.bodyLen = n
 	}
 
 	if s.bodyHash, err = base64.StdEncoding.DecodeString(stripFWS(mustGet(tags, "bh"))); err != nil {
@@ -277,6 +287,26 @@ func (v *Verifier) checkSignature(s *signature, tags tagList, err error) {
 		return
 	}
 	s.keyName = keyName(sel, d)
+}
+
+// parseBodyLength reads l= (RFC 6376 §3.5: 1*76DIGIT). A value beyond int64
+// is longer than any body and is kept as the largest int64.
+func parseBodyLength(s string) (int64, bool) {
+	if s == "" || len(s) > 76 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, false
+		}
+		if n > (math.MaxInt64-9)/10 {
+			n = math.MaxInt64
+			continue
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
 }
 
 func mustGet(tags tagList, name string) string {
