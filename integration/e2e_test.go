@@ -210,12 +210,13 @@ func testDMARC(t *testing.T) {
 		}
 	})
 
-	t.Run("temperror accepted by default", func(t *testing.T) {
-		// _dmarc.dmarc-temp.test answers SERVFAIL: no policy applies (§4.10).
+	t.Run("temperror tempfails by default", func(t *testing.T) {
+		// _dmarc.dmarc-temp.test answers SERVFAIL: no policy applies
+		// (§4.10), and the sender is asked to retry (§7.2; issue #15 item 6).
 		id := newID(t.Name())
 		from := "alice@dmarc-temp.test"
-		d := deliver(t, pf.smtpTCP, badClient, from, message(id, from), id)
-		wantResult(t, wantAR(t, d), "dmarc", "header.from", "dmarc-temp.test", "temperror")
+		_, err := sendOne(pf.smtpTCP, badClient, from, []string{"rcpt@rcpt.test"}, message(id, from))
+		wantSMTPError(t, err, 451, "4.7.5 Temporary DNS failure evaluating DMARC policy for dmarc-temp.test")
 	})
 }
 
@@ -374,11 +375,13 @@ func testVariants(t *testing.T, dnsAddr string) {
 		wantResult(t, wantAR(t, d), "dmarc", "header.from", "dmarc-quar.test", "fail")
 	})
 
-	t.Run("dns down gives temperror, accepted", func(t *testing.T) {
+	t.Run("dns down gives temperror, accepted with temperror=accept", func(t *testing.T) {
 		// A milter of its own whose only DNS server stops answering: fail
 		// safe (temperror, never a fail or reject) and say so in the header.
 		down := startDNS(t)
-		runMilter(t, "dnsdown", defaultConfig(down.Addr(), "inet:"+pf.milterAlt))
+		cfg := defaultConfig(down.Addr(), "inet:"+pf.milterAlt)
+		cfg.Temperror = "accept"
+		runMilter(t, "dnsdown", cfg)
 		down.Stop()
 		id := newID(t.Name())
 		from := "alice@dmarc-reject.test"

@@ -40,7 +40,7 @@ type milterConfig struct {
 	SkipAuthenticated bool
 	Quarantine        string // "hold" | "header"
 	Monitor           bool
-	Temperror         string // "accept" | "tempfail"
+	Temperror         string // "accept" | "tempfail"; "" leaves the default (tempfail)
 	StoreDir          string // the SQLite record store; startMilter sets one under its dir
 	// Extra is TOML appended as is: sections the fields above do not
 	// cover (signing_test.go's [signing] with its key tables).
@@ -52,7 +52,7 @@ type milterConfig struct {
 
 // defaultConfig is the configuration most cases run with.
 func defaultConfig(dns string, listen ...string) milterConfig {
-	return milterConfig{Listen: listen, DNS: dns, SkipAuthenticated: true, Quarantine: "hold", Temperror: "accept"}
+	return milterConfig{Listen: listen, DNS: dns, SkipAuthenticated: true, Quarantine: "hold"}
 }
 
 func (c milterConfig) toml() string {
@@ -87,11 +87,20 @@ skip_authenticated = ` + fmt.Sprint(c.SkipAuthenticated) + `
 [dmarc]
 quarantine = ` + q(c.Quarantine) + `
 monitor = ` + fmt.Sprint(c.Monitor) + `
-temperror = ` + q(c.Temperror) + `
+` + tomlLine("temperror", c.Temperror) + `
 
 [store]
 dir = ` + q(c.StoreDir) + `
 ` + c.Extra
+}
+
+// tomlLine writes key = "value", or nothing for an empty value (the
+// daemon's default applies).
+func tomlLine(key, value string) string {
+	if value == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s = %q", key, value)
 }
 
 // milterProc is one running authmilter serve.

@@ -160,7 +160,7 @@ func Default() *Config {
 			UnusableFrom:      "reject",
 			RejectText:        "Email rejected per DMARC policy for {domain}",
 			Quarantine:        "hold",
-			TempError:         "accept",
+			TempError:         "tempfail",
 			IgnoreFromDomains: []string{},
 			TrustedForwarders: []string{},
 		},

@@ -171,7 +171,9 @@ func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost s
 		return Decision{Disposition: "pass", Why: "dmarc pass"}
 	case dmarc.StatusTempError:
 		// RFC 9989 §4.8: no policy is applied on a DNS failure; a 4xx
-		// deferral is the suggested reply, accepting is ours by default.
+		// deferral is the suggested reply (§7.2) and our default, as in
+		// OpenDKIM and OpenDMARC: accepting would deliver a spoof whose
+		// victim's DNS is unreachable.
 		if p.cfg.DMARC.TempError == "tempfail" && !p.cfg.DMARC.Monitor {
 			return Decision{Action: TempFail, Disposition: "none", Why: "dmarc temperror",
 				Reply: Reply(451, "4.7.5", "Temporary DNS failure evaluating DMARC policy for "+res.AuthorDomain)}
