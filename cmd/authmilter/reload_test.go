@@ -231,10 +231,14 @@ func TestServeReloadRefused(t *testing.T) {
 	d.signal(syscall.SIGHUP)
 	d.waitLog("reload refused", 1)
 	log := d.logs.String()
-	for _, w := range []string{"level=ERROR", "policy.bogus: unknown option", "running configuration is kept"} {
+	for _, w := range []string{"level=ERROR", "policy.bogus: unknown option", "running configuration is kept",
+		"; line "} { // both problems, in one clean line (issue 19)
 		if !strings.Contains(log, w) {
 			t.Errorf("log lacks %q", w)
 		}
+	}
+	if strings.Contains(log, ":; ") {
+		t.Errorf("the reload error keeps check-config's heading: %s", log)
 	}
 	s := d.milterConn()
 	beginMessage(t, s)

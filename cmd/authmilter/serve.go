@@ -229,8 +229,19 @@ func (d *daemon) reload() error {
 	}
 	d.metrics.Reload(false)
 	d.log.Error("reload refused; the running configuration is kept", "config", configName(d.path),
-		"errors", strings.ReplaceAll(err.Error(), "\n", "; "))
+		"errors", reloadErrors(err))
 	return err
+}
+
+// reloadErrors is the one-line form of a refused file's problems:
+// "line 3: dns.timeout: …; line 7: …", without the "config PATH:" heading
+// that check-config prints above them (the path is logged beside it).
+func reloadErrors(err error) string {
+	var es config.Errors
+	if errors.As(err, &es) {
+		return strings.ReplaceAll(es.Error(), "\n", "; ")
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // changedKeys returns the dotted names of the options whose values differ

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -229,21 +230,100 @@ func Parse(data []byte) (*Config, error) {
 	}
 	lines := keyLines(data)
 	es := unknownKeys(raw, "", knownKeys(), lines)
-	c := Default()
-	if err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
-		es = append(es, decodeErrors(err)...)
+	c, typeErrs := decodeAll(data, raw, lines)
+	es = append(es, typeErrs...)
+	// The values that did decode are checked too: every problem of the
+	// file is reported in one pass (issue 19).
+	for _, e := range c.Validate() {
+		e.Line = lines[e.Key]
+		es = append(es, e)
 	}
 	if len(es) > 0 {
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 		return nil, es
-	}
-	if errs := c.Validate(); len(errs) > 0 {
-		for i := range errs {
-			errs[i].Line = lines[errs[i].Key]
-		}
-		return nil, errs
 	}
 	c.normalize()
 	return c, nil
+}
+
+// decodeAll decodes the file into the defaults. The decoder stops at the
+// first value of the wrong type, so each such option is reported and left
+// out, and the rest decoded again, until everything that can be read is.
+func decodeAll(data []byte, raw map[string]any, lines map[string]int) (*Config, Errors) {
+	c := Default()
+	err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err == nil {
+		return c, nil
+	}
+	var es Errors
+	for range 200 { // at most one round per option
+		var de *toml.DecodeError
+		if !errors.As(err, &de) || len(de.Key()) == 0 || !deleteKey(raw, de.Key()) {
+			es = append(es, decodeErrors(err)...)
+			break
+		}
+		key := strings.Join(de.Key(), ".")
+		es = append(es, Error{Key: key, Line: lines[key], Msg: typeMessage(de.Error())})
+		doc, merr := toml.Marshal(raw)
+		if merr != nil {
+			break
+		}
+		c = Default()
+		if err = toml.NewDecoder(bytes.NewReader(doc)).Decode(c); err == nil {
+			break
+		}
+	}
+	return c, es
+}
+
+// deleteKey removes a dotted key from a decoded document.
+func deleteKey(m map[string]any, key []string) bool {
+	for i, k := range key {
+		if i == len(key)-1 {
+			_, ok := m[k]
+			delete(m, k)
+			return ok
+		}
+		sub, ok := m[k].(map[string]any)
+		if !ok {
+			return false
+		}
+		m = sub
+	}
+	return false
+}
+
+var typeError = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)`)
+
+// typeMessage says in a postmaster's words what a value of the wrong type
+// should have been, without the decoder's Go type names ("cannot decode
+// TOML string into struct field config.Milter.Listen of type []string").
+func typeMessage(msg string) string {
+	msg = strings.TrimPrefix(msg, "toml: ")
+	want := map[string]string{
+		"string": "text in quotes", "[]string": `a list in brackets, e.g. ["a", "b"]`, "int": "a whole number without quotes",
+		"bool": "true or false, without quotes", "config.Duration": `a duration in quotes, e.g. "2s" or "5m"`,
+		"uint": "a whole number without quotes", "int64": "a whole number without quotes",
+	}
+	found := map[string]string{"string": "text", "integer": "a number", "boolean": "true/false", "array": "a list",
+		"table": "a table", "float": "a number with a fraction", "datetime": "a date", "inline": "a table"}
+	if m := typeError.FindStringSubmatch(msg); m != nil {
+		w, ok := want[m[2]]
+		if !ok {
+			if strings.HasPrefix(m[2], "[]") {
+				w = "a list"
+			} else {
+				w = "another kind of value"
+			}
+		}
+		f, ok := found[m[1]]
+		if !ok {
+			f = m[1]
+		}
+		return fmt.Sprintf("want %s, found %s", w, f)
+	}
+	// Anything else: keep the words, drop Go's names for our types.
+	return regexp.MustCompile(`\bconfig\.[A-Za-z.]+`).ReplaceAllString(msg, "option")
 }
 
 // normalize turns the domains of a validated configuration into the ASCII
@@ -413,10 +493,8 @@ func (c *Config) Validate() Errors {
 		bad("milter.max_headers", "must be at least 10")
 	}
 	for _, s := range c.DNS.Servers {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			if net.ParseIP(s) == nil {
-				bad("dns.servers", "%q is not an IP address or ADDRESS:PORT", s)
-			}
+		if err := checkServer(s); err != nil {
+			bad("dns.servers", "%q %v", s, err)
 		}
 	}
 	if c.DNS.Timeout.Duration <= 0 {
@@ -484,4 +562,25 @@ func (c *Config) Validate() Errors {
 	es = append(es, c.validateIncomingReports()...)
 	es = append(es, c.validateDashboard()...)
 	return es
+}
+
+// checkServer checks a DNS server as the resolver dials it: an IP address,
+// or ADDRESS:PORT with a port of 1-65535 ("[v6]:PORT" for IPv6). A server
+// that cannot be dialled would turn every lookup into a temperror, and all
+// mail would be accepted unchecked, so it is refused here (issue 19).
+func checkServer(s string) error {
+	if net.ParseIP(s) != nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("is not an IP address or ADDRESS:PORT")
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("names %q, which is not an IP address (the resolver cannot look up its own servers)", host)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("has port %q: a port is a number from 1 to 65535", port)
+	}
+	return nil
 }

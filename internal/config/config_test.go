@@ -65,6 +65,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad ignore", "[policy]\nignore_hosts = [\"10.0.0.0/33\"]\n", "policy.ignore_hosts", 2, "not an IP"},
 		{"bad mode", "[milter]\nsocket_mode = \"rw\"\n", "milter.socket_mode", 2, "octal"},
 		{"syntax", "[dns\n", "", 1, ""},
+		// issue 19: each of these passed and turned every lookup into a temperror.
+		{"dns port too large", "[dns]\nservers = [\"127.0.0.1:99999\"]\n", "dns.servers", 2, "a port is a number from 1 to 65535"},
+		{"dns port zero", "[dns]\nservers = [\"127.0.0.1:0\"]\n", "dns.servers", 2, "from 1 to 65535"},
+		{"dns port name", "[dns]\nservers = [\"127.0.0.1:dns\"]\n", "dns.servers", 2, "from 1 to 65535"},
+		{"dns host name", "[dns]\nservers = [\"resolver.example:53\"]\n", "dns.servers", 2, "not an IP address"},
 		{"bad ignore_mail_from", "[policy]\nignore_mail_from = [\"a@b.example\"]\n", "policy.ignore_mail_from", 2, "not a domain"},
 		{"bad external_ignore", "[signing]\n\nexternal_ignore = [\"10.0.0.0/33\"]\n", "signing.external_ignore", 3, "not an IP"},
 	}
@@ -157,6 +162,52 @@ func TestParseNormalizesDomains(t *testing.T) {
 	for _, bad := range []string{"a..example", "192.0.2.1", "a@example.org", ""} {
 		if _, err := Parse([]byte("[dmarc]\nignore_from_domains = [\"" + bad + "\"]\n")); err == nil {
 			t.Errorf("ignore_from_domains = [%q] accepted", bad)
+		}
+	}
+}
+
+// TestDNSServersAccepted: the forms the resolver dials are accepted.
+func TestDNSServersAccepted(t *testing.T) {
+	for _, s := range []string{"9.9.9.9", "::1", "127.0.0.1:53", "[::1]:5353", "127.0.0.1:65535"} {
+		if err := checkServer(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
+
+// TestParseReportsEverything (issue 19): every problem of a file comes at
+// once, wrong types included, in a postmaster's words (no Go type names).
+func TestParseReportsEverything(t *testing.T) {
+	data := "[milter]\nlisten = \"inet:127.0.0.1:8893\"\nmax_sessions = \"many\"\n[dns]\ntimeout = \"soon\"\nattempts = 0\n" +
+		"servers = [\"127.0.0.1:99999\"]\n[signing]\nenabled = \"yes\"\n"
+	_, err := Parse([]byte(data))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	want := []struct {
+		key  string
+		line int
+		msg  string
+	}{
+		{"milter.listen", 2, `want a list in brackets`},
+		{"milter.max_sessions", 3, "want a whole number"},
+		{"dns.timeout", 5, "not a duration"},
+		{"dns.attempts", 6, "between 1 and 10"},
+		{"dns.servers", 7, "from 1 to 65535"},
+		{"signing.enabled", 9, "want true or false"},
+	}
+	if len(es) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%v", len(es), len(want), es)
+	}
+	for i, w := range want {
+		if es[i].Key != w.key || es[i].Line != w.line || !strings.Contains(es[i].Msg, w.msg) {
+			t.Errorf("error %d: %q, want %s line %d ~%q", i, es[i].Error(), w.key, w.line, w.msg)
+		}
+	}
+	for _, bad := range []string{"config.", "[]string", "struct field", "Go value"} {
+		if strings.Contains(es.Error(), bad) {
+			t.Errorf("message shows %q:\n%s", bad, es.Error())
 		}
 	}
 }
