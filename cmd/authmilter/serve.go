@@ -121,6 +121,12 @@ func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st
 			return nil, fmt.Errorf("store.exclude_recipients: %w", err)
 		}
 		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
+		var observe func(string)
+		if m != nil {
+			observe = m.Incoming
+		}
+		ir := cfg.IncomingReports
+		svc.Incoming = service.NewIncoming(newIngester(cfg, st, log, observe), ir.Recipients, ir.Discard, ir.MaxMailBytes)
 	}
 	if m != nil {
 		svc.Observe = m

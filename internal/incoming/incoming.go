@@ -107,6 +107,12 @@ func (in *Ingester) File(ctx context.Context, data []byte, where string) (Result
 	return in.put(ctx, rs, "", where)
 }
 
+// Refused counts and logs an input refused before reading (e.g. the
+// milter hook's mail over the size limit).
+func (in *Ingester) Refused(where, why string) {
+	in.invalid(where, errors.New(why)) //nolint:errcheck // counted and logged
+}
+
 func (in *Ingester) invalid(where string, err error) (Result, error) {
 	in.observe(Invalid)
 	in.log().Warn("incoming report refused: nothing stored", "from", where, "err", err)

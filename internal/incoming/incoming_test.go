@@ -2,16 +2,14 @@ package incoming
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/authmilter/authmilter/internal/incoming/incomingtest"
 	"github.com/authmilter/authmilter/internal/store"
 )
 
@@ -74,31 +72,11 @@ func TestImportSamples(t *testing.T) {
 }
 
 func reportXML(org, id, dom string) []byte {
-	return []byte(fmt.Sprintf(`<?xml version="1.0"?><feedback><report_metadata><org_name>%s</org_name><email>dmarc@%s</email>
-<report_id>%s</report_id><date_range><begin>1777593600</begin><end>1777679999</end></date_range></report_metadata>
-<policy_published><domain>%s</domain><p>none</p></policy_published><record><row><source_ip>192.0.2.1</source_ip><count>4</count>
-<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>
-<identifiers><header_from>%s</header_from></identifiers><auth_results><spf><domain>%s</domain><result>pass</result></spf></auth_results></record></feedback>`,
-		org, org, id, dom, dom, dom))
+	return incomingtest.XML(org, id, dom, 1777593600, incomingtest.Row{IP: "192.0.2.1", Count: 4, DKIM: "pass", SPF: "fail"})
 }
 
-// reportMail is a report mail as Google sends it: gzip, base64, the RFC
-// 9990 §3.5.2 Subject; ct is the attachment's Content-Type.
 func reportMail(org, id, dom, ct string) []byte {
-	var z bytes.Buffer
-	w := gzip.NewWriter(&z)
-	w.Write(reportXML(org, id, dom))
-	w.Close()
-	enc := base64.StdEncoding.EncodeToString(z.Bytes())
-	var lines []string
-	for len(enc) > 76 {
-		lines, enc = append(lines, enc[:76]), enc[76:]
-	}
-	lines = append(lines, enc)
-	return []byte("From: noreply-dmarc@" + org + "\r\nTo: dmarc@" + dom + "\r\nSubject: Report Domain: " + dom +
-		" Submitter: " + org + " Report-ID: <" + id + ">\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n" +
-		"--zz\r\nContent-Type: text/plain\r\n\r\nreport\r\n--zz\r\nContent-Type: " + ct + "; name=\"r.xml.gz\"\r\n" +
-		"Content-Transfer-Encoding: base64\r\n\r\n" + strings.Join(lines, "\r\n") + "\r\n--zz--\r\n")
+	return incomingtest.Mail(org, id, dom, "dmarc@"+dom, ct, reportXML(org, id, dom))
 }
 
 // TestImportMaildirAndMbox: a Maildir (new/ and cur/) and an mbox with a

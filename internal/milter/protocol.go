@@ -49,6 +49,7 @@ const (
 	repChgHeader  = 'm' // index, name, value ("" deletes)
 	repInsHeader  = 'i' // index, name, value
 	repQuarantine = 'q' // reason
+	repDiscard    = 'd' // accept and drop the message silently
 )
 
 // Actions (SMFIF_*): what the milter may do at end of message.

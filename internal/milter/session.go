@@ -71,6 +71,9 @@ type Verdict struct {
 	// Reply, when not empty, is a full SMTP reply ("550 5.7.1 text") for
 	// the message; empty means accept.
 	Reply string
+	// Discard tells the MTA to accept the message and drop it silently
+	// (SMFIR_DISCARD); the fields above are then not sent.
+	Discard bool
 }
 
 // HeaderRef names one header field by name and 1-based index.
@@ -561,6 +564,11 @@ func (s *session) end(msg Message) (v Verdict) {
 // MTA did not grant are left out (it would drop the connection).
 func (s *session) writeVerdict(v Verdict) {
 	p := s.out[:0]
+	if v.Discard {
+		s.out = append(p, 0, 0, 0, 1, repDiscard)
+		s.bw.Write(s.out) //nolint:errcheck // a write error shows at Flush
+		return
+	}
 	var at int
 	dels := v.Delete
 	if len(dels) > 0 && s.actions&actChgHeaders != 0 {

@@ -41,6 +41,9 @@ type Service struct {
 	// Failures queues DMARC failure reports (internal/failrep); nil sends
 	// none. Only then is the header block kept for the report.
 	Failures *failrep.Reporter
+	// Incoming reads report mails sent to the site's rua mailboxes
+	// (incoming.go); nil reads none.
+	Incoming *Incoming
 }
 
 // Observer is told what happened to each message, for metrics
@@ -110,7 +113,8 @@ type message struct {
 	arSeen int      // Authentication-Results fields so far (the protocol's 1-based index)
 	from   []string // From fields, kept only when signing is on
 	forged []milter.HeaderRef
-	header []byte // the header block, kept only for failure reports
+	header []byte   // the header block, kept only for failure reports
+	report *capture // a report mail to a rua mailbox (incoming.go), else nil
 }
 
 // maxReportHeader bounds the header block kept for a failure report; fields
@@ -118,7 +122,10 @@ type message struct {
 // archive).
 const maxReportHeader = 64 << 10
 
-func (m *message) Recipient(addr string) { m.rcpts = append(m.rcpts, addr) }
+func (m *message) Recipient(addr string) {
+	m.rcpts = append(m.rcpts, addr)
+	m.incomingRecipient(addr)
+}
 
 func (m *message) Header(name, value string) {
 	if strings.EqualFold(name, authres.HeaderName) {
@@ -134,12 +141,24 @@ func (m *message) Header(name, value string) {
 	if m.s.Signing != nil && strings.EqualFold(name, "From") && len(m.from) < 2 {
 		m.from = append(m.from, value) // for Signing.External when DMARC is off
 	}
+	m.incomingHeader(name, value)
 	m.em.Header(name, value)
 }
 
-func (m *message) EndOfHeaders()     { m.em.EndOfHeaders() }
-func (m *message) Body(chunk []byte) { m.em.Body(chunk) }
-func (m *message) Abort()            { m.em.Abort() }
+func (m *message) EndOfHeaders() {
+	m.incomingEOH()
+	m.em.EndOfHeaders()
+}
+
+func (m *message) Body(chunk []byte) {
+	m.incomingBody(chunk)
+	m.em.Body(chunk)
+}
+
+func (m *message) Abort() {
+	m.report = nil
+	m.em.Abort()
+}
 
 func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	start := time.Now()
@@ -175,6 +194,9 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	m.log(ctx, queueID, r, d, eom)
 	if m.s.Observe != nil {
 		m.s.Observe.Message(r, d, eom)
+	}
+	if m.incomingEnd(ctx, queueID) && d.Reply == "" {
+		return discardVerdict
 	}
 	return v
 }

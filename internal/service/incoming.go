@@ -1,0 +1,129 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"strings"
+
+	"github.com/authmilter/authmilter/internal/incoming"
+	"github.com/authmilter/authmilter/internal/milter"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/identity"
+)
+
+// Incoming is the milter hook for the aggregate reports other receivers
+// send to the site's rua mailboxes (issue 22): mail to one of Recipients
+// is kept whole (up to MaxBytes) and read as a report mail at end of
+// message, after the usual checks. Mail to no listed recipient costs one
+// map lookup per recipient: the hook stays off the path of ordinary mail.
+type Incoming struct {
+	Ingester *incoming.Ingester
+	// Recipients are the rua mailboxes, lower case, without angle brackets.
+	Recipients map[string]bool
+	// Discard: a report mail whose reports are all in the store, sent to
+	// rua mailboxes only, is discarded instead of delivered.
+	Discard  bool
+	MaxBytes int64
+}
+
+// NewIncoming returns the hook for the rua mailboxes rcpts; nil when there
+// are none.
+func NewIncoming(in *incoming.Ingester, rcpts []string, discard bool, maxBytes int64) *Incoming {
+	if len(rcpts) == 0 || in == nil {
+		return nil
+	}
+	m := make(map[string]bool, len(rcpts))
+	for _, r := range rcpts {
+		m[mailboxKey(r)] = true
+	}
+	return &Incoming{Ingester: in, Recipients: m, Discard: discard, MaxBytes: maxBytes}
+}
+
+// mailboxKey is how recipients are compared: without the path's angle
+// brackets, the domain in its ASCII form, all lower case (local parts of
+// rua mailboxes are compared without regard to case, as MTAs do for the
+// usual ones).
+func mailboxKey(addr string) string {
+	local, dom, ok := identity.SplitAddress(addr)
+	if !ok {
+		return strings.ToLower(local)
+	}
+	if a, err := identity.ASCII(dom); err == nil {
+		dom = a
+	}
+	return strings.ToLower(local) + "@" + dom
+}
+
+// capture is a report mail being kept for the hook.
+type capture struct {
+	buf      bytes.Buffer
+	over     bool // larger than MaxBytes: not read (logged, counted invalid)
+	matched  int  // recipients that are rua mailboxes
+	headered bool
+}
+
+func (c *capture) write(max int64, p []byte) {
+	if c.over {
+		return
+	}
+	if int64(c.buf.Len()+len(p)) > max {
+		c.over = true
+		c.buf = bytes.Buffer{}
+		return
+	}
+	c.buf.Write(p)
+}
+
+// recipient notes a recipient; it starts the capture for a rua mailbox.
+func (m *message) incomingRecipient(addr string) {
+	h := m.s.Incoming
+	if h == nil || !h.Recipients[mailboxKey(addr)] {
+		return
+	}
+	if m.report == nil {
+		m.report = &capture{}
+	}
+	m.report.matched++
+}
+
+func (m *message) incomingHeader(name, value string) {
+	if m.report != nil {
+		m.report.write(m.s.Incoming.MaxBytes, dkimverify.AppendField(nil, name, value))
+	}
+}
+
+func (m *message) incomingEOH() {
+	if m.report != nil && !m.report.headered {
+		m.report.headered = true
+		m.report.write(m.s.Incoming.MaxBytes, []byte("\r\n"))
+	}
+}
+
+func (m *message) incomingBody(chunk []byte) {
+	if m.report != nil {
+		m.report.write(m.s.Incoming.MaxBytes, chunk)
+	}
+}
+
+// incomingEnd reads and stores the captured report mail; it returns
+// whether the message may be discarded.
+func (m *message) incomingEnd(ctx context.Context, queueID string) (discard bool) {
+	c, h := m.report, m.s.Incoming
+	if c == nil {
+		return false
+	}
+	m.report = nil
+	where := "milter queue_id=" + queueID
+	if c.over {
+		h.Ingester.Refused(where, "report mail over incoming_reports.max_mail_bytes")
+		return false
+	}
+	res, err := h.Ingester.Mail(ctx, &c.buf, where)
+	if err != nil {
+		return false // logged and counted by the ingester; the mail is delivered
+	}
+	return h.Discard && res.Done() && c.matched == len(m.rcpts)
+}
+
+// discardVerdict is what a discarded report mail gets.
+var discardVerdict = milter.Verdict{Discard: true}
