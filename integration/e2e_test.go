@@ -31,6 +31,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("variants", func(t *testing.T) { testVariants(t, dnsSrv.Addr()) })
 	t.Run("milter stop and restart", func(t *testing.T) { testStopRestart(t, dnsSrv.Addr()) })
 	t.Run("records and report", func(t *testing.T) { testRecordsReport(t, dnsSrv.Addr()) })
+	t.Run("incoming aggregate reports", func(t *testing.T) { testIncomingReports(t, dnsSrv.Addr()) })
 }
 
 func testCheckConfig(t *testing.T, good milterConfig) {
