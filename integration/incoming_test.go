@@ -45,7 +45,7 @@ domains = ["example.org"]
 		}
 	}
 	send("dmarc@rcpt.test", newID(t.Name()))
-	send("dmarc@rcpt.test", newID(t.Name()))     // re-delivery of the same report
+	send("dmarc@rcpt.test", newID(t.Name()))      // re-delivery of the same report
 	send("postmaster@rcpt.test", newID(t.Name())) // not a rua mailbox: not read
 	if err := m.stop(); err != nil {
 		t.Fatal(err)
