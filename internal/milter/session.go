@@ -14,6 +14,7 @@ package milter
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -573,13 +575,11 @@ func (s *session) writeVerdict(v Verdict) {
 	dels := v.Delete
 	if len(dels) > 0 && s.actions&actChgHeaders != 0 {
 		if len(dels) > 1 {
-			// Highest index first, so that earlier indexes stay valid.
+			// Highest index first, so that earlier indexes stay valid;
+			// O(n log n): a message may carry tens of thousands of
+			// forged fields (issue 16).
 			dels = append([]HeaderRef(nil), dels...)
-			for i := 1; i < len(dels); i++ {
-				for j := i; j > 0 && dels[j].Index > dels[j-1].Index; j-- {
-					dels[j], dels[j-1] = dels[j-1], dels[j]
-				}
-			}
+			slices.SortStableFunc(dels, func(a, b HeaderRef) int { return cmp.Compare(b.Index, a.Index) })
 		}
 		for _, d := range dels {
 			if d.Index < 1 {

@@ -215,7 +215,7 @@ func (m *message) log(ctx context.Context, queueID string, r *engine.Result, d p
 	}
 	attrs := []any{
 		"queue_id", queueID, "client_ip", addrString(m.env.ClientIP), "helo", m.env.HELO,
-		"mail_from", m.env.MailFrom, "from_domain", strings.Join(r.AuthorDomains, ","),
+		"mail_from", m.env.MailFrom, "from_domain", joinCapped(r.AuthorDomains, maxLoggedDomains),
 		"spf", string(r.SPF.Result), "spf_helo", string(r.HELO.Result), "dkim", strings.Join(dkim, ","),
 		"dmarc", string(r.DMARC.Status), "policy", string(r.DMARC.Applied),
 		"action", d.Action.String(), "disposition", d.Disposition, "rcpts", len(m.rcpts),
@@ -229,6 +229,20 @@ func (m *message) log(ctx context.Context, queueID string, r *engine.Result, d p
 	attrs = append(attrs, "duration", r.Duration.Round(100*time.Microsecond).String(),
 		"eom", eom.Round(100*time.Microsecond).String())
 	m.s.Log.Info("message", attrs...)
+}
+
+// maxLoggedDomains caps the author domains in a message's log line: one
+// From field may list tens of thousands (issue 16), and the log must not
+// grow with the message.
+const maxLoggedDomains = 10
+
+// joinCapped joins the first n elements of l with commas and says how many
+// more there were.
+func joinCapped(l []string, n int) string {
+	if len(l) <= n {
+		return strings.Join(l, ",")
+	}
+	return fmt.Sprintf("%s,…(%d more)", strings.Join(l[:n], ","), len(l)-n)
 }
 
 func addrString(a netip.Addr) string {

@@ -49,6 +49,7 @@ var (
 	ErrFutureTimestamp   = errors.New("dkimverify: signature timestamp in the future")
 	ErrBadTimestamps     = errors.New("dkimverify: malformed t= or x=")
 	ErrAborted           = errors.New("dkimverify: verification aborted")
+	ErrOverBudget        = errors.New("dkimverify: not verified: time budget exhausted")
 	ErrInternal          = errors.New("dkimverify: verification failed")
 	// ErrBodyLength: a signature with l= refused unverified (BodyLengthRefuse).
 	ErrBodyLength = errors.New("dkimverify: body length tag (l=) not accepted")
@@ -163,11 +164,13 @@ type Verifier struct {
 	opts   Options
 	sigs   []*signature
 	fields []hfield
+	index  fieldIndex   // of fields, by name
 	bodies [2]*bodyHash // [0] simple, [1] relaxed; nil if unused
 	// limited are the body hashes of signatures with l=, one each: they
 	// hash only the first l= canonical bytes and count the rest.
 	limited []*bodyHash
 	keys    []*keyLookup
+	budget  context.Context // the caller's: its end stops the CPU work too
 	cancel  context.CancelFunc
 
 	aborted atomic.Bool
@@ -227,6 +230,7 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 		return v
 	}
 
+	v.budget = ctx
 	ctx, v.cancel = context.WithCancel(ctx)
 	byName := make(map[string]*keyLookup, toVerify)
 	for _, s := range v.sigs {
@@ -260,6 +264,7 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 	// The fields, from a copy of the header (the caller may reuse it),
 	// and which of them is each signature.
 	v.fields = headerFields(append([]byte(nil), header...))
+	v.index = indexFields(v.fields)
 	n := 0
 	for i, f := range v.fields {
 		if strings.EqualFold(f.name, "DKIM-Signature") && n < len(v.sigs) {
@@ -275,6 +280,12 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 // fails: after Results or Abort it discards.
 func (v *Verifier) Write(body []byte) (n int, _ error) {
 	if v.ended || v.broken != nil || v.aborted.Load() {
+		return len(body), nil
+	}
+	if err := v.overBudget(); err != nil {
+		// Past the caller's deadline no more body is hashed: the
+		// signatures end in temperror.
+		v.broken = err
 		return len(body), nil
 	}
 	defer func() {
@@ -350,6 +361,16 @@ func (p *prefixHash) Write(b []byte) (int, error) {
 	}
 	p.n += int64(len(b))
 	return len(b), nil
+}
+
+// overBudget returns the reason when the context given to Start has
+// ended (the message budget): from then on nothing more is verified, so
+// the budget bounds CPU work, not only DNS waits.
+func (v *Verifier) overBudget() error {
+	if v.budget == nil || v.budget.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrOverBudget, context.Cause(v.budget))
 }
 
 // Abort releases the verification of a message that will not be finished:

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +329,11 @@ func TestBPrefixes(t *testing.T) {
 		{[]string{"abcdefghijk1", "abcdefghijk2", "zzzzzzzzzz"}, []string{"abcdefghijk1", "abcdefghijk2", "zzzzzzzz"}},
 		{[]string{"abcdefghij", "abcdefghij"}, []string{"abcdefgh", "abcdefgh"}}, // identical: nothing to tell apart
 		{[]string{"", "abc"}, []string{"", "abc"}},
+		{[]string{"abc", "abcdefghijk"}, []string{"abc", "abcdefgh"}},
+		{[]string{"abcdefghijk", "abcdefghijk", "abcdefghijX"}, []string{"abcdefghijk", "abcdefghijk", "abcdefghijX"}},
+		// Past maxBPrefix the prefix stops growing (issue 16).
+		{[]string{strings.Repeat("A", 99) + "B", strings.Repeat("A", 99) + "C"}, []string{strings.Repeat("A", 64), strings.Repeat("A", 64)}},
+		{[]string{strings.Repeat("A", 63) + "B", strings.Repeat("A", 99)}, []string{strings.Repeat("A", 63) + "B", strings.Repeat("A", 64)}},
 	}
 	for _, tt := range tests {
 		got := bPrefixes(tt.in)
@@ -335,6 +342,46 @@ func TestBPrefixes(t *testing.T) {
 				t.Errorf("bPrefixes(%q) = %q, want %q", tt.in, got, tt.want)
 				break
 			}
+		}
+	}
+}
+
+// bPrefixes gives what the obvious quadratic search gives, for random sets
+// of values drawn from a small alphabet (many shared prefixes, duplicates).
+func TestBPrefixesNaive(t *testing.T) {
+	naive := func(bs []string) []string {
+		out := make([]string, len(bs))
+		for i, b := range bs {
+			n := min(8, len(b))
+			for n < len(b) && n < maxBPrefix {
+				clash := false
+				for j, o := range bs {
+					clash = clash || (j != i && o != b && strings.HasPrefix(o, b[:n]))
+				}
+				if !clash {
+					break
+				}
+				n++
+			}
+			out[i] = b[:n]
+		}
+		return out
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		bs := make([]string, 1+rng.IntN(6))
+		for i := range bs {
+			b := make([]byte, rng.IntN(80))
+			for j := range b {
+				b[j] = "AB"[rng.IntN(2)]
+				if rng.IntN(10) > 0 {
+					b[j] = 'A'
+				}
+			}
+			bs[i] = string(b)
+		}
+		if got, want := bPrefixes(bs), naive(bs); !slices.Equal(got, want) {
+			t.Fatalf("bPrefixes(%q) = %q, want %q", bs, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package dkimverify
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,28 +190,59 @@ func unixTime(sec int64) time.Time {
 	return time.Unix(sec, 0)
 }
 
+// maxBPrefix caps a header.b value. RFC 6008 §4 asks for at least 8
+// characters and enough to be unique among the message's signatures; two
+// b= values that share their first 64 characters (384 bits of signature)
+// are copies of each other made by the sender, and growing the prefix to
+// tell them apart would let one message write its signatures, up to a
+// megabyte, into our Authentication-Results field. Past the cap they share
+// a header.b; each is still reported with its own result.
+const maxBPrefix = 64
+
 // bPrefixes returns, for each b= value, its first 8 characters, or more where
 // needed to tell it apart from another signature of the same message
 // (RFC 6008 §4: header.b "SHOULD be at least 8 characters" and long enough
-// to be unique among the message's signatures).
+// to be unique among the message's signatures), at most maxBPrefix.
+//
+// The longest prefix a value shares with any other distinct value is the
+// one it shares with a neighbour in sorted order, so one sort and one
+// comparison per pair of neighbours suffice: O(k log k) string comparisons,
+// not O(k² · len²).
 func bPrefixes(bs []string) []string {
+	order := make([]int, len(bs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(bs[a], bs[b]) })
+	// runs[r] is where the r-th run of equal values starts in order.
+	var runs []int
+	for k := range order {
+		if k == 0 || bs[order[k]] != bs[order[k-1]] {
+			runs = append(runs, k)
+		}
+	}
+	runs = append(runs, len(order))
+	// need[i] is the longest prefix (up to maxBPrefix) bs[i] shares with
+	// a distinct value: the one it shares with the run before or after.
+	need := make([]int, len(bs))
+	for r := 1; r+1 < len(runs); r++ {
+		n := commonPrefix(bs[order[runs[r-1]]], bs[order[runs[r]]], maxBPrefix)
+		for _, k := range order[runs[r-1]:runs[r+1]] {
+			need[k] = max(need[k], n)
+		}
+	}
 	out := make([]string, len(bs))
 	for i, b := range bs {
-		n := min(8, len(b))
-		for n < len(b) {
-			clash := false
-			for j, o := range bs {
-				if j != i && o != b && strings.HasPrefix(o, b[:n]) {
-					clash = true
-					break
-				}
-			}
-			if !clash {
-				break
-			}
-			n++
-		}
-		out[i] = b[:n]
+		out[i] = b[:min(len(b), maxBPrefix, max(8, need[i]+1))]
 	}
 	return out
+}
+
+// commonPrefix is the length of the common prefix of a and b, at most limit.
+func commonPrefix(a, b string, limit int) int {
+	n := 0
+	for n < limit && n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }

@@ -3,7 +3,8 @@ package dkimverify
 import (
 	"bytes"
 	"crypto/sha256"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // hfield is one header field for the header hash: its name (trimmed, for
@@ -150,27 +151,80 @@ func withoutB(raw []byte) []byte {
 	return raw
 }
 
+// fieldIndex finds the fields of a name without scanning the header block:
+// h= may name thousands of fields against a block of a thousand, and one
+// scan per name would cost their product (issue 16).
+type fieldIndex struct {
+	slot   map[string]int // foldKey of a name → its slot
+	fields [][]int        // per slot, the indexes of the fields of that name, in header order
+}
+
+func indexFields(fields []hfield) fieldIndex {
+	ix := fieldIndex{slot: make(map[string]int)}
+	var key []byte
+	for i, f := range fields {
+		key = foldKey(key[:0], f.name)
+		n, ok := ix.slot[string(key)]
+		if !ok {
+			n = len(ix.fields)
+			ix.slot[string(key)] = n
+			ix.fields = append(ix.fields, nil)
+		}
+		ix.fields[n] = append(ix.fields[n], i)
+	}
+	return ix
+}
+
+// foldKey appends to dst a key equal for two names exactly when
+// strings.EqualFold says they are equal: each rune becomes the smallest
+// rune of its simple case-folding orbit (for ASCII, the upper case).
+// Field names are ASCII (RFC 5322 §3.6.8), but the key must not differ
+// from the comparison it replaces for any input.
+func foldKey(dst []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 'a' && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		dst = utf8.AppendRune(dst, m)
+		i += size
+	}
+	return dst
+}
+
 // headerDigest is the SHA-256 of the header data a signature covers
 // (RFC 6376 §3.7, §5.4.2): for each name of h=, in order, the last field
 // of that name not used yet (none if there is none left: oversigning), then
 // the signature's own field without b= and without its final CRLF, all
-// canonicalised with c='s header algorithm.
-func headerDigest(fields []hfield, s *signature, scratch []byte) ([]byte, []byte) {
-	var usedBuf [64]bool
-	var used []bool
-	if len(fields) <= len(usedBuf) {
-		used = usedBuf[:len(fields)]
+// canonicalised with c='s header algorithm. Its cost is linear in the size
+// of h= and of the fields it names.
+func headerDigest(fields []hfield, ix *fieldIndex, s *signature, scratch []byte) ([]byte, []byte) {
+	var usedBuf [64]int
+	var used []int // per slot of ix, how many fields from the bottom are used
+	if len(ix.fields) <= len(usedBuf) {
+		used = usedBuf[:len(ix.fields)]
 	} else {
-		used = make([]bool, len(fields))
+		used = make([]int, len(ix.fields))
 	}
+	var keyBuf [64]byte
 	buf := scratch[:0]
 	for _, name := range s.headers {
-		for i := len(fields) - 1; i >= 0; i-- {
-			if !used[i] && strings.EqualFold(fields[i].name, name) {
-				used[i] = true
-				buf = appendCanonField(buf, fields[i].raw, s.relaxedHead)
-				break
-			}
+		n, ok := ix.slot[string(foldKey(keyBuf[:0], name))]
+		if !ok {
+			continue
+		}
+		if list := ix.fields[n]; used[n] < len(list) {
+			used[n]++
+			buf = appendCanonField(buf, fields[list[len(list)-used[n]]].raw, s.relaxedHead)
 		}
 	}
 	buf = appendCanonField(buf, withoutB(fields[s.field].raw), s.relaxedHead)

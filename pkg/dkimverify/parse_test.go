@@ -5,9 +5,26 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
+
+// manyTags is "t0=1; t1=1; …" with n tags.
+func manyTags(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = "t" + strconv.Itoa(i) + "=1"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func TestParseTagListLong(t *testing.T) {
+	got, err := parseTagList(manyTags(500))
+	if err != nil || len(got) != 500 || got[499] != (tag{"t499", "1"}) {
+		t.Errorf("parseTagList(500 tags) = %d tags, %v", len(got), err)
+	}
+}
 
 func TestParseTagList(t *testing.T) {
 	tests := []struct {
@@ -32,6 +49,12 @@ func TestParseTagList(t *testing.T) {
 		{"a=x\x00y", nil, false},
 		{"a=x\x7f", nil, false},
 		{"a_1=x", []tag{{"a_1", "x"}}, true},
+		// Long lists find duplicates through a set (issue 16).
+		{manyTags(100) + "; t5=x", nil, false},
+		{manyTags(100) + "; t99=x", nil, false},
+		{manyTags(31) + "; t30=x", nil, false},
+		{manyTags(32) + "; t0=x", nil, false},
+		{manyTags(33) + "; t32=x", nil, false},
 	}
 	for _, tt := range tests {
 		got, err := parseTagList(tt.in)
@@ -184,5 +207,24 @@ func TestKeyCache(t *testing.T) {
 	keyCache.Unlock()
 	if n > keyCacheMax {
 		t.Errorf("key cache holds %d entries, cap %d", n, keyCacheMax)
+	}
+}
+
+// foldKey equals exactly when strings.EqualFold does, the comparison
+// headerDigest used before it looked names up in an index.
+func TestFoldKey(t *testing.T) {
+	alphabet := []string{"a", "A", "k", "K", "\u212a", "s", "S", "\u017f", "\u0130", "i", "I", "\u0131", "ß", "ẞ", "-", "\xff", "\xfe", "\u00b5", "\u03bc", "\u039c", "\ufffd"}
+	var all []string
+	for _, a := range alphabet {
+		for _, b := range alphabet {
+			all = append(all, a+b)
+		}
+	}
+	for _, x := range all {
+		for _, y := range all {
+			if got, want := string(foldKey(nil, x)) == string(foldKey(nil, y)), strings.EqualFold(x, y); got != want {
+				t.Errorf("foldKey(%q) == foldKey(%q) is %v, EqualFold %v", x, y, got, want)
+			}
+		}
 	}
 }

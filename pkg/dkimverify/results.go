@@ -33,7 +33,7 @@ func (v *Verifier) buildResults() {
 			vd = s.early
 		case v.aborted.Load():
 			vd = &verdict{StatusTempError, "verification aborted", ErrAborted}
-		case v.broken != nil:
+		case v.broken != nil && !errors.Is(v.broken, ErrOverBudget):
 			vd = &verdict{StatusTempError, "verification not completed", v.broken}
 		default:
 			vd, scratch = v.verify(s, &res, scratch)
@@ -74,6 +74,15 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 		return vd, scratch
 	}
 
+	// The budget is checked before each signature's costly part: the
+	// header hash and the public-key operation.
+	if errors.Is(v.broken, ErrOverBudget) {
+		return &verdict{StatusTempError, "time budget exhausted", v.broken}, scratch
+	}
+	if err := v.overBudget(); err != nil {
+		return &verdict{StatusTempError, "time budget exhausted", err}, scratch
+	}
+
 	// §6.1.3 step 1-3: the body hash.
 	body := v.bodies[0]
 	if s.relaxedBody {
@@ -95,7 +104,7 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	}
 
 	// §6.1.3 step 4-5: the header hash and the signature.
-	digest, scratch := headerDigest(v.fields, s, scratch)
+	digest, scratch := headerDigest(v.fields, &v.index, s, scratch)
 	err := key.check(digest, s.sigBytes)
 	if err != nil {
 		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkim: signature did not verify: %w", err)}, scratch

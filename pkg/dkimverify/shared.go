@@ -44,11 +44,17 @@ func ValidDomain(d string) bool { return validDomain(d) }
 
 // Header is a header block cut into fields for signature hashing. It
 // shares the memory of the block it was made from, which must not change.
-type Header struct{ fields []hfield }
+type Header struct {
+	fields []hfield
+	index  fieldIndex
+}
 
 // SplitHeader cuts a complete header block (each field "Name:value\r\n",
 // see AppendField) into fields as the DKIM verifier does.
-func SplitHeader(block []byte) Header { return Header{headerFields(block)} }
+func SplitHeader(block []byte) Header {
+	f := headerFields(block)
+	return Header{f, indexFields(f)}
+}
 
 // Len is the number of fields.
 func (h Header) Len() int { return len(h.fields) }
@@ -64,7 +70,7 @@ func (h Header) Raw(i int) []byte { return h.fields[i].raw }
 // last one of its name not used yet, then field self without its b= value
 // and final CRLF, all canonicalised simple or relaxed.
 func (h Header) SignatureDigest(self int, signed []string, relaxed bool) []byte {
-	d, _ := headerDigest(h.fields, &signature{field: self, headers: signed, relaxedHead: relaxed}, nil)
+	d, _ := headerDigest(h.fields, &h.index, &signature{field: self, headers: signed, relaxedHead: relaxed}, nil)
 	return d
 }
 

@@ -50,8 +50,13 @@ func trimFWS(s string) string {
 // tag name does occur more than once, the entire tag-list is invalid."
 // Bytes ≥ 0x80 are let through in values (seen in z= and unknown tags);
 // control characters are not.
+//
+// Duplicates are found by a scan while the list is short (every real
+// signature) and through a set beyond, so that a signature of many
+// thousand tags costs linear time (issue 16).
 func parseTagList(s string) (tagList, error) {
 	tags := make(tagList, 0, 16)
+	var seen map[string]struct{} // every name, once there are many
 	for {
 		part, rest, more := strings.Cut(s, ";")
 		s = rest
@@ -76,8 +81,24 @@ func parseTagList(s string) (tagList, error) {
 				return nil, fmt.Errorf("%w: control character in %s=", errTagList, name)
 			}
 		}
-		if _, dup := tags.get(name); dup {
+		dup := false
+		switch {
+		case seen != nil:
+			_, dup = seen[name]
+		case len(tags) < 32:
+			_, dup = tags.get(name)
+		default:
+			seen = make(map[string]struct{}, 2*len(tags))
+			for _, t := range tags {
+				seen[t.name] = struct{}{}
+			}
+			_, dup = seen[name]
+		}
+		if dup {
 			return nil, fmt.Errorf("%w: duplicate tag %s=", errTagList, name)
+		}
+		if seen != nil {
+			seen[name] = struct{}{}
 		}
 		tags = append(tags, tag{name, value})
 		if !more {

@@ -269,14 +269,13 @@ func (m *Message) Body(chunk []byte) {
 	}
 }
 
-// Abort drops the message: background lookups are cancelled.
+// Abort drops the message: background lookups are cancelled, and so is
+// the DKIM work, whose budget is the message's context. Abort never waits
+// and is safe on any goroutine: a forced shutdown aborts a message whose
+// Finish is running on the session's goroutine (it used to wait for that
+// Finish, so milter.shutdown_timeout did not hold, issue 16).
 func (m *Message) Abort() {
-	m.finishOnce.Do(func() {
-		if m.dkim != nil {
-			m.dkim.Abort()
-		}
-		m.cancel()
-	})
+	m.cancel()
 }
 
 // Finish waits for every check and returns the result. ctx bounds the wait
