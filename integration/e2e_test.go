@@ -231,6 +231,12 @@ func testAuthResults(t *testing.T) {
 		{"forged id other case, folded", "Authentication-Results: MX.RCPT.TEST;\r\n\tdkim=pass header.d=forged.test"},
 		{"forged id with comment and version", "Authentication-Results: (forged) mx.rcpt.test 1;\r\n dmarc=pass header.from=forged.test"},
 		{"forged id without results", "Authentication-Results: mx.rcpt.test; none"},
+		// Issue #15 item 7: characters go-msgauth and Perl readers take for
+		// white space around the id.
+		{"forged id after VT", "Authentication-Results:\vmx.rcpt.test; dmarc=pass header.from=forged.test"},
+		{"forged id before FF", "Authentication-Results: mx.rcpt.test\f; dmarc=pass header.from=forged.test"},
+		{"forged id after NO-BREAK SPACE", "Authentication-Results:\u00a0mx.rcpt.test; dmarc=pass header.from=forged.test"},
+		{"forged id before NEL", "Authentication-Results: mx.rcpt.test\u0085; dmarc=pass header.from=forged.test"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := newID(t.Name())
@@ -250,6 +256,11 @@ func testAuthResults(t *testing.T) {
 			}
 			if !kept {
 				t.Errorf("foreign A-R %q not kept byte for byte:\n%s", foreign, d.headerText())
+			}
+			for _, v := range d.get("Authentication-Results") {
+				if strings.Contains(strings.ToLower(v), "forged") {
+					t.Errorf("forged A-R delivered: %q", v)
+				}
 			}
 		})
 	}

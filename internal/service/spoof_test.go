@@ -1,8 +1,11 @@
 package service_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	gomilter "github.com/emersion/go-milter"
 
 	"github.com/authmilter/authmilter/internal/config"
 )
@@ -166,5 +169,43 @@ func TestUnusableFromAccept(t *testing.T) {
 				t.Errorf("reply %q, want none", got)
 			}
 		}
+	}
+}
+
+// Issue #15 item 7: forged Authentication-Results hidden behind
+// characters other readers take for white space are removed, through the
+// milter; each message carries one forged field and one foreign field.
+func TestForgedARBehindOtherWhiteSpace(t *testing.T) {
+	h := newHarness(t, baseZone, nil)
+	for _, v := range []string{
+		"\v" + authservID + "; dmarc=pass header.from=bank.example",
+		" " + authservID + "\v; dmarc=pass header.from=bank.example",
+		"\f" + authservID + "; dmarc=pass header.from=bank.example",
+		" " + authservID + "\f; dmarc=pass header.from=bank.example",
+		"\u00a0" + authservID + "; dmarc=pass header.from=bank.example",
+		" " + authservID + "\u00a0; dmarc=pass header.from=bank.example",
+		"\u0085" + authservID + "; dmarc=pass header.from=bank.example",
+		" " + authservID + "\u0085; dmarc=pass header.from=bank.example",
+		"\u3000" + strings.ToUpper(authservID) + "\u2003; dmarc=pass header.from=bank.example",
+		" " + authservID + "\u00a01; dmarc=pass header.from=bank.example",
+	} {
+		t.Run(strings.TrimSpace(fmt.Sprintf("%q", v[:4])), func(t *testing.T) {
+			c := h.connect("192.0.2.1", "mx.sender.test", "mx.sender.test")
+			hdrs := append([][2]string{
+				{"Authentication-Results", " other.example; spf=pass smtp.mailfrom=x@y"},
+				{"Authentication-Results", v},
+			}, stdHeaders("sender.test")...)
+			r := c.send(msg{from: "alice@sender.test", headers: hdrs, body: "x\r\n"})
+			r.ar(t)
+			var deleted []uint32
+			for _, m := range r.mods {
+				if m.Code == gomilter.ActChangeHeader && m.HeaderValue == "" {
+					deleted = append(deleted, m.HeaderIndex)
+				}
+			}
+			if len(deleted) != 1 || deleted[0] != 2 {
+				t.Errorf("forged %q: deleted indexes %v, want [2]", v, deleted)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ package authres
 
 import (
 	"strings"
+	"unicode"
 )
 
 // Result is one resinfo of RFC 8601 §2.2: method=result (reason) props…
@@ -222,11 +223,59 @@ func skipCFWS(s string) string {
 	}
 }
 
-// SameServID reports whether an A-R value carries authservID (compared
-// case-insensitively, ignoring a trailing dot).
+// SameServID reports whether an A-R value carries authservID as any
+// mainstream reader would read it, so that the field is removed as forged
+// (RFC 8601 §5). Two readings are tried:
+//
+//   - RFC 8601 §2.2 (ServID), with "white space" widened to what readers
+//     skip: every rune unicode.IsSpace accepts (VT, FF, U+0085 NEL, U+00A0
+//     NO-BREAK SPACE, U+2000–U+200A, U+3000 …), control characters, and
+//     invisible format characters (U+200B, U+2060, U+FEFF …);
+//   - go-msgauth's authres.Parse: the text before the first ';', trimmed
+//     with strings.TrimSpace, cut at the first unicode.IsSpace rune (no
+//     comment handling). Perl's Mail::AuthenticationResults splits on \s,
+//     which matches the same Unicode white space.
+//
+// The id is compared like a Go consumer would (strings.EqualFold: Unicode
+// simple folding, so U+212A KELVIN SIGN matches "k"), ignoring a trailing
+// dot. The rule comes from those readers, not from a list: FuzzServIDGoMsgauth
+// checks that whatever go-msgauth reads as our id is found here.
 func SameServID(value, authservID string) bool {
-	id := ServID(value)
-	return id != "" && id == strings.ToLower(strings.TrimSuffix(authservID, "."))
+	want := strings.TrimSuffix(authservID, ".")
+	if want == "" {
+		return false
+	}
+	same := func(id string) bool {
+		return id != "" && strings.EqualFold(strings.TrimSuffix(id, "."), want)
+	}
+	if same(ServID(value)) || same(ServID(widenSpace(value))) {
+		return true
+	}
+	// go-msgauth v0.7's reading.
+	first, _, _ := strings.Cut(value, ";")
+	first = strings.TrimSpace(first)
+	if i := strings.IndexFunc(first, unicode.IsSpace); i > 0 {
+		first = first[:i]
+	}
+	return same(first)
+}
+
+// widenSpace replaces every rune a reader may take for white space or skip
+// as invisible by a plain space, so that ServID reads past it.
+func widenSpace(s string) string {
+	if !strings.ContainsFunc(s, isWideSpace) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if isWideSpace(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func isWideSpace(r rune) bool {
+	return r < ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || unicode.IsControl(r)
 }
 
 // Parse reads an Authentication-Results value into its authserv-id and
