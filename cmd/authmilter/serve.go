@@ -394,6 +394,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 			return 1
 		}
 		listeners = append(listeners, ln)
+		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
 		servers[ln] = srv
 		if i >= len(cfg.Milter.Listen) {
 			servers[ln] = signSrv
