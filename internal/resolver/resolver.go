@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -353,6 +355,24 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answ
 	}
 }
 
+// netErrorText says what went wrong talking to a server, without the
+// socket addresses of the error's text.
+func netErrorText(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "DNS server refused the connection"
+	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
+		return "DNS server unreachable"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "DNS server closed the connection"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return "network error talking to the DNS server"
+	}
+	return err.Error()
+}
+
 func ctxError(name string, err error) *net.DNSError {
 	de := &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -444,6 +464,11 @@ func (r *Resolver) exchange(ctx context.Context, server, qname string, qtype uin
 		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
 			de.Err, de.IsTimeout = errTimeout, true
 			outcome = OutcomeTimeout
+		} else {
+			// The socket error names our own local address and port
+			// ("read udp 127.0.0.1:41495->…"): meaningless in a header
+			// or a log line a postmaster reads (issue 19).
+			de.Err = netErrorText(err)
 		}
 		return nil, de
 	}

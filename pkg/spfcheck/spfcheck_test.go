@@ -162,6 +162,10 @@ func TestTempError(t *testing.T) {
 			if got.Result != TempError || got.Err == nil {
 				t.Errorf("%s: got %+v, want temperror", sender, got)
 			}
+			// issue 19: the A-R comment says what happened, without socket addresses.
+			if !strings.HasPrefix(got.Reason, "DNS ") || strings.Contains(got.Reason, "127.0.0.1") || strings.Contains(got.Reason, "udp") {
+				t.Errorf("%s: reason %q", sender, got.Reason)
+			}
 		}
 	})
 	t.Run("budget", func(t *testing.T) {
@@ -171,6 +175,9 @@ func TestTempError(t *testing.T) {
 		got := CheckMailFrom(context.Background(), r, net.ParseIP("192.0.2.1"), "h.example.net", "u@slow.example.com", &Options{Timeout: 300 * time.Millisecond})
 		if got.Result != TempError || got.Err == nil {
 			t.Errorf("got %+v, want temperror", got)
+		}
+		if !strings.HasPrefix(got.Reason, "DNS timeout") {
+			t.Errorf("reason %q, want DNS timeout", got.Reason)
 		}
 	})
 	t.Run("cancelled", func(t *testing.T) {
