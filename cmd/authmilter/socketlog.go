@@ -64,4 +64,3 @@ func logSocket(log *slog.Logger, spec string, ln net.Listener, socketGroup strin
 			"set milter.socket_group = \"postfix\"", "path", sock.Address)
 	}
 }
-
