@@ -448,8 +448,10 @@ func checkDMARC(ctx context.Context, r checkResolver, d string, mode dmarc.Mode,
 		switch {
 		case len(rec.Invalid) > 0:
 			rep.add("dmarc.record", checkFail, "%s: invalid value for %s, replaced by the default (RFC 9989 §4.8)", recs[0], strings.Join(rec.Invalid, ", "))
+		case rec.Pct == 0 && !rec.HasT:
+			rep.add("dmarc.record", checkWarn, "%s: pct= was removed by RFC 9989; pct=0 without t= is read as t=y (policy one level lower), write t=y", recs[0])
 		case rec.Pct >= 0:
-			rep.add("dmarc.record", checkWarn, "%s: pct= was removed by RFC 9989 (use t=y for testing)", recs[0])
+			rep.add("dmarc.record", checkWarn, "%s: pct= was removed by RFC 9989 and is ignored (use t=y for testing)", recs[0])
 		case len(rec.Ignored) > 0:
 			rep.add("dmarc.record", checkWarn, "%s: ignored: %s", recs[0], strings.Join(rec.Ignored, "; "))
 		default:

@@ -134,6 +134,7 @@ type dmarcEval struct {
 	Published    string   `json:"published_policy,omitempty"`
 	Applied      string   `json:"applied_policy,omitempty"`
 	TestMode     bool     `json:"test_mode,omitempty"`
+	TestModePct  bool     `json:"test_mode_from_pct,omitempty"`
 	SampledOut   bool     `json:"sampled_out,omitempty"`
 	Alignment    *aligned `json:"alignment,omitempty"`
 }
@@ -444,7 +445,8 @@ func dmarcOut(r *engine.Result) *verifyDMARC {
 
 func dmarcEvalOut(r *engine.Result, d dmarc.Result) dmarcEval {
 	ev := dmarcEval{AuthorDomain: d.AuthorDomain, Status: string(d.Status), Reason: d.Reason, Error: errString(d.Err),
-		Published: string(d.Published), Applied: string(d.Applied), TestMode: d.TestMode, SampledOut: d.SampledOut}
+		Published: string(d.Published), Applied: string(d.Applied), TestMode: d.TestMode, SampledOut: d.SampledOut,
+		TestModePct: d.TestModeFromPct}
 	disc := d.Discovery
 	if disc == nil {
 		return ev
@@ -656,7 +658,11 @@ func writeText(w io.Writer, rep *verifyReport) {
 				if e.Applied != "" && e.Status == string(dmarc.StatusFail) {
 					pol += ", applied " + e.Applied
 				}
-				if e.TestMode {
+				switch {
+				case e.TestModePct:
+					// RFC 9989 Appendix A.6: t=y is the analogue of pct=0.
+					pol += " (pct=0 without t: read as t=y, one level lower)"
+				case e.TestMode:
 					pol += " (t=y)"
 				}
 				if e.SampledOut {

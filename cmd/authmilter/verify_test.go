@@ -76,6 +76,12 @@ func TestVerifyGolden(t *testing.T) {
 			want: []string{"dmarc=pass", "smtp.mailfrom domain bounce.example.org: spf=pass, aligned with example.org (relaxed: same organizational domain)",
 				"header.d=example.org: dkim=pass, aligned with example.org", "organizational domain example.org",
 				"SPF aligned (smtp.mailfrom=bounce.example.org, relaxed), DKIM aligned (header.d=example.org)"}},
+		// RFC 9989 Appendix A.6: pct=0 without t is t=y.
+		{name: "pct0", file: "pct0.eml",
+			args: []string{"-ip", "203.0.113.9", "-helo", "mail.other.test", "-mail-from", "news@pct0.example"},
+			want: []string{"Disposition: quarantine", "p=REJECT applied=QUARANTINE; pct=0 as t=y",
+				"policy: published reject, applied quarantine (pct=0 without t: read as t=y, one level lower)",
+				"pct=0 without t read as t=y: policy stepped down"}},
 		{name: "temperror", file: "pass.eml",
 			args:   []string{"-ip", "192.0.2.10", "-helo", "mail.example.org", "-mail-from", "alice@example.org"},
 			config: "[dmarc]\ntemperror = \"tempfail\"",

@@ -139,6 +139,11 @@ func (p *Policy) Skip(ip netip.Addr, host, authUser string) (bool, string) {
 // for trusted forwarders.
 func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string) Decision {
 	d := p.decideDMARC(r, clientIP, clientHost)
+	if d.Override == ReasonTestMode && r.DMARC.TestModeFromPct {
+		// The record's policy_test_mode override says why (RFC 9989
+		// Appendix A.6: pct=0 without t is read as t=y).
+		d.Why += "; pct=0 without t read as t=y"
+	}
 	// policyd-spf's early reject, for the sites that want it (off by
 	// default). RFC 7372 §3.2 gives the enhanced codes.
 	if d.Action < Reject && !p.forwarders.Match(clientIP, clientHost) {

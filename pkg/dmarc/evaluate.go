@@ -62,6 +62,9 @@ type Result struct {
 	// TestMode: the record has t=y and a policy other than none (RFC 9989
 	// §4.7 tag "t"), so Applied is one level below Published.
 	TestMode bool
+	// TestModeFromPct: TestMode comes from pct=0 in a record without a t
+	// tag, read as t=y in ModeRFC9989 (see EvaluateDiscovered).
+	TestModeFromPct bool
 	// SPFAlignment and DKIMAlignment (one per Input.DKIM, in its order) say
 	// how each authenticated identifier relates to the Author Domain. Every
 	// identifier that passed is checked in the mode the record asks for,
@@ -188,6 +191,19 @@ func EvaluateDiscovered(ctx context.Context, r Resolver, in Input, d *Discovery,
 		res.TestMode = true
 		res.Applied = res.Published.stepDown()
 		res.Reason += "; t=y: policy stepped down"
+	case o.mode() == ModeRFC9989 && rec.Pct == 0 && !rec.HasT:
+		// RFC 9989 drops pct and makes t=y "analogous" to pct=0 (Appendix
+		// A.6, removal of the "pct" tag). Records still publish "p=reject;
+		// pct=0" to test; RFC 7489 receivers never apply that policy. So
+		// pct=0 without a t tag is t=y; other pct values are ignored, as
+		// RFC 9989 has no pct.
+		// What others do (RFC 7489 sampling; from memory where not noted):
+		// mox does not use the result of sampled-out mail (its Verify's
+		// useResult, read in its code); OpenDMARC delivers it; RFC 7489
+		// §6.6.4 steps it down one level, as our rfc7489 mode does.
+		res.TestMode, res.TestModeFromPct = true, true
+		res.Applied = res.Published.stepDown()
+		res.Reason += "; pct=0 without t read as t=y: policy stepped down"
 	case o.mode() == ModeRFC7489 && rec.Pct >= 0 && rec.Pct < 100:
 		// RFC 7489 §6.6.4: apply the policy to pct% of failing mail, the
 		// next-lower policy to the rest.

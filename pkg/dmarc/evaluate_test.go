@@ -159,6 +159,44 @@ func TestEvaluateTestMode(t *testing.T) {
 	}
 }
 
+// TestEvaluatePctZero: RFC 9989 has no pct and makes t=y the analogue of
+// pct=0 (Appendix A.6): in rfc9989 mode a record with pct=0 and no t tag is
+// t=y (one level lower); t=n or another pct value leaves the policy as is.
+func TestEvaluatePctZero(t *testing.T) {
+	_, r := newDNS(t, `_dmarc.rej0.example.   300 IN TXT "v=DMARC1; p=reject; pct=0"
+_dmarc.quar0.example.  300 IN TXT "v=DMARC1; p=quarantine; pct=0; rua=mailto:d@quar0.example"
+_dmarc.tn0.example.    300 IN TXT "v=DMARC1; p=reject; pct=0; t=n"
+_dmarc.ty0.example.    300 IN TXT "v=DMARC1; p=reject; pct=0; t=y"
+_dmarc.rej50.example.  300 IN TXT "v=DMARC1; p=reject; pct=50"
+_dmarc.none0.example.  300 IN TXT "v=DMARC1; p=none; pct=0"`)
+	tests := []struct {
+		author           string
+		applied          Policy
+		testMode, figPct bool
+		reason           string
+	}{
+		{"rej0.example", PolicyQuarantine, true, true, "no aligned identifier passed; pct=0 without t read as t=y: policy stepped down"},
+		{"quar0.example", PolicyNone, true, true, "no aligned identifier passed; pct=0 without t read as t=y: policy stepped down"},
+		{"tn0.example", PolicyReject, false, false, "no aligned identifier passed"},
+		{"ty0.example", PolicyQuarantine, true, false, "no aligned identifier passed; t=y: policy stepped down"},
+		{"rej50.example", PolicyReject, false, false, "no aligned identifier passed"},
+		{"none0.example", PolicyNone, false, false, "no aligned identifier passed"},
+	}
+	for _, tt := range tests {
+		res := Evaluate(context.Background(), r, spfIn(tt.author, "fail", tt.author), nil)
+		if res.Status != StatusFail || res.Applied != tt.applied || res.TestMode != tt.testMode || res.TestModeFromPct != tt.figPct || res.Reason != tt.reason {
+			t.Errorf("%s: %s applied %q testMode %v fromPct %v %q; want fail %q %v %v %q", tt.author, res.Status, res.Applied,
+				res.TestMode, res.TestModeFromPct, res.Reason, tt.applied, tt.testMode, tt.figPct, tt.reason)
+		}
+	}
+	// rfc7489 mode keeps RFC 7489 §6.6.4 sampling: pct=0 samples every
+	// failing message out, and it is reported as such.
+	res := Evaluate(context.Background(), r, spfIn("rej0.example", "fail", "rej0.example"), &Options{Mode: ModeRFC7489, Rand: func() int { return 0 }})
+	if res.Applied != PolicyQuarantine || !res.SampledOut || res.TestMode {
+		t.Errorf("rfc7489: applied %q sampledOut %v testMode %v; want quarantine true false", res.Applied, res.SampledOut, res.TestMode)
+	}
+}
+
 // TestEvaluatePct: RFC 7489 mode samples pct% of failing mail; the rest gets
 // the next-lower policy.
 func TestEvaluatePct(t *testing.T) {

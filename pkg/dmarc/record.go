@@ -61,6 +61,9 @@ type Record struct {
 	Policy, SubdomainPolicy, NonexistentPolicy Policy
 	PSD                                        byte // 'y', 'n' or 'u' (default)
 	Testing                                    bool // t=y
+	// HasT: the t tag was present with a valid value (t=n included), which
+	// keeps pct=0 from meaning t=y (see TestModeFromPct).
+	HasT bool
 	ADKIM, ASPF                                byte // 'r' (default) or 's'
 	RUA, RUF                                   []URI
 	FO                                         string // "0" by default; colon-separated, lowercase
@@ -207,7 +210,7 @@ func (rec *Record) setTag(name, value string) bool {
 		if lv != "y" && lv != "n" {
 			return false
 		}
-		rec.Testing = lv == "y"
+		rec.Testing, rec.HasT = lv == "y", true
 	case "adkim", "aspf":
 		if lv != "r" && lv != "s" {
 			return false

@@ -127,7 +127,10 @@ func dmarcAuthResult(r *Result) authres.Result {
 	if d.SampledOut {
 		why = append(why, "sampled out")
 	}
-	if d.TestMode {
+	switch {
+	case d.TestModeFromPct:
+		why = append(why, "pct=0 as t=y")
+	case d.TestMode:
 		why = append(why, "t=y")
 	}
 	if d.Reason != "" {
