@@ -61,15 +61,15 @@ type Record struct {
 	Policy, SubdomainPolicy, NonexistentPolicy Policy
 	PSD                                        byte // 'y', 'n' or 'u' (default)
 	Testing                                    bool // t=y
-	// HasT: the t tag was present with a valid value (t=n included), which
-	// keeps pct=0 from meaning t=y (see TestModeFromPct).
-	HasT bool
 	ADKIM, ASPF                                byte // 'r' (default) or 's'
 	RUA, RUF                                   []URI
 	FO                                         string // "0" by default; colon-separated, lowercase
 	// Pct is the RFC 7489 pct tag (0..100), -1 when absent or invalid. RFC
 	// 9989 removed it (Appendix A.6); only ModeRFC7489 uses it.
 	Pct int
+	// HasT: the t tag was present with a valid value (t=n included), which
+	// keeps pct=0 from meaning t=y (see TestModeFromPct).
+	HasT bool
 	// Invalid lists the names of known tags whose values were not valid and
 	// were replaced by their defaults (RFC 9989 §4.8: syntax errors in the
 	// remainder of the record are discarded in favour of default values).
