@@ -3,7 +3,7 @@
 # user authmilter (65532). See docs/operations.md#docker.
 #   docker build -t authmilter --build-arg VERSION=$(git describe --always) .
 #   docker run -d --name authmilter --read-only -p 127.0.0.1:8893:8893 \
-#     -v ./authmilter:/etc/authmilter:ro \
+#     -v "$PWD/authmilter:/etc/authmilter:ro" \
 #     -v authmilter-state:/var/lib/authmilter authmilter
 # Without a registry (how CI builds it: integration/container_test.go), make
 # the build stage's files on the host and hand them in as that stage; the
