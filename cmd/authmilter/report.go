@@ -93,11 +93,35 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 	if !sum.Locked {
 		fmt.Fprintln(stdout, "another instance is sending reports; nothing done")
 	}
+	if err == nil && sum.Locked && sum.Reports == 0 {
+		fmt.Fprintln(stdout, notDueYet(ctx, r, st))
+	}
 	if err != nil {
 		log.Error("report run incomplete", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// notDueYet says why a run built no report: no records at all, or records
+// whose period has not closed yet, and when it will be reported (the end
+// of the period plus report.delay), so that a dry run right after setting
+// up does not look like a failure (issue 19).
+func notDueYet(ctx context.Context, r *reportmail.Runner, st reportmail.Store) string {
+	now := r.Now
+	if now == nil {
+		now = time.Now
+	}
+	t := now().UTC()
+	pending, err := st.PendingDomains(ctx, t.Add(48*time.Hour))
+	if err != nil || len(pending) == 0 {
+		return "no records waiting to be reported"
+	}
+	begin, end := report.PeriodOf(t.Add(-r.Delay), r.Options.Period)
+	return fmt.Sprintf("no period has closed yet: records of %d policy domain(s) wait in the period %s to %s UTC, "+
+		"reported from %s UTC (its end plus report.delay %s)",
+		len(pending), begin.Format("2006-01-02 15:04"), end.Format("2006-01-02 15:04"),
+		end.Add(r.Delay).Format("2006-01-02 15:04"), r.Delay)
 }
 
 // newReporter builds the report runner the configuration describes, on

@@ -91,6 +91,15 @@ timeout = "10s"
 		t.Fatalf("serve: %v\n%s", err, serve.logs.String())
 	}
 
+	// Right away, the day of the messages is still open: the dry run says
+	// so, and when it will be reported (issue 19).
+	var early, earlyErr bytes.Buffer
+	if code := cmdReport([]string{"-config", cfg, "-dry-run"}, &early, &earlyErr); code != 0 ||
+		!strings.Contains(early.String(), "no period has closed yet: records of 2 policy domain(s)") ||
+		!strings.Contains(early.String(), "(its end plus report.delay 15m0s)") {
+		t.Errorf("dry run before the period closed: exit %d\n%s%s", code, early.String(), earlyErr.String())
+	}
+
 	// The day of the messages has ended: report as of tomorrow 01:00 UTC.
 	_, end := report.PeriodOf(time.Now(), 24*time.Hour)
 	now := end.Add(time.Hour).Format(time.RFC3339)
