@@ -95,7 +95,7 @@ func newObservedResolver(cfg *config.Config, log *slog.Logger, observe func(reso
 	}
 	res, err := resolver.New(resolver.Config{
 		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, Logger: log, Observe: observe,
+		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, CacheBytes: cfg.DNS.CacheBytes, Logger: log, Observe: observe,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)

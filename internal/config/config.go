@@ -63,6 +63,9 @@ type DNS struct {
 	Timeout   Duration `toml:"timeout"`
 	Attempts  int      `toml:"attempts"`
 	CacheSize int      `toml:"cache_size"`
+	// CacheBytes bounds the cache's memory (issue 16: hostile zones answer
+	// with thousands of records and a day's TTL).
+	CacheBytes int64 `toml:"cache_bytes"`
 	// MessageBudget bounds all DNS work of one message.
 	MessageBudget Duration `toml:"message_budget"`
 }
@@ -146,7 +149,7 @@ func Default() *Config {
 			MaxHeaders:      1000,
 			MaxSessions:     500,
 		},
-		DNS: DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000,
+		DNS: DNS{Servers: []string{}, Timeout: Duration{2 * time.Second}, Attempts: 2, CacheSize: 10000, CacheBytes: 64 << 20,
 			MessageBudget: Duration{30 * time.Second}},
 		Log:    Log{Level: "info", Format: "text"},
 		Policy: Policy{IgnoreHosts: []string{"127.0.0.0/8", "::1"}, SkipAuthenticated: true, IgnoreMailFrom: []string{}},
@@ -502,6 +505,9 @@ func (c *Config) Validate() Errors {
 	}
 	if c.DNS.MessageBudget.Duration < time.Second {
 		bad("dns.message_budget", "must be at least 1s")
+	}
+	if c.DNS.CacheBytes < 1<<20 {
+		bad("dns.cache_bytes", "must be at least 1048576 (1 MiB)")
 	}
 	if c.DNS.Attempts < 1 || c.DNS.Attempts > 10 {
 		bad("dns.attempts", "must be between 1 and 10")

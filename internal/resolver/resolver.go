@@ -42,6 +42,24 @@ const (
 	DefaultTimeout   = 2 * time.Second
 	DefaultAttempts  = 2
 	DefaultCacheSize = 10000
+	// DefaultCacheBytes bounds the memory the cache holds (as estimated
+	// by answer.size): an attacker's zones can answer with thousands of
+	// records or 60 KB TXT strings and a day's TTL, so a count of entries
+	// alone bounds nothing (issue 16).
+	DefaultCacheBytes = 64 << 20
+
+	// MaxAnswerRecords and MaxAnswerBytes cap one answer (the records of
+	// the asked type after CNAMEs; bytes as answer.size counts them). A
+	// larger answer is a temporary failure, never a shortened list: a
+	// shortened TXT set could hide a second SPF record (a permerror) and
+	// a shortened address list could turn a pass into a fail. RFC 7208
+	// §4.6.4 already bounds what SPF uses of MX and PTR answers (10
+	// names); real answers are far below these caps.
+	MaxAnswerRecords = 256
+	MaxAnswerBytes   = 32 << 10
+	// tooLargeTTL is how long the failure of an answer over the caps is
+	// cached, so that a hostile zone is not asked again for every message.
+	tooLargeTTL = 60 * time.Second
 
 	// ednsSize is the EDNS0 UDP payload size we advertise: the DNS Flag
 	// Day 2020 value, which avoids IP fragmentation on common paths.
@@ -72,6 +90,7 @@ const (
 	OutcomeRcode    Outcome = "rcode" // another error rcode (FORMERR, NOTIMP…)
 	OutcomeTimeout  Outcome = "timeout"
 	OutcomeNetError Outcome = "neterror"
+	OutcomeTooLarge Outcome = "toolarge" // over MaxAnswerRecords or MaxAnswerBytes
 )
 
 // Event describes one lookup answered from the cache or one query sent to a
@@ -97,6 +116,9 @@ type Config struct {
 	// CacheSize is the number of cached answers; default 10000, negative
 	// disables the cache.
 	CacheSize int
+	// CacheBytes bounds the cache's memory, as answer.size estimates it;
+	// default DefaultCacheBytes. The least recently used answers go first.
+	CacheBytes int64
 	// Logger, if set, gets a debug line per query sent.
 	Logger *slog.Logger
 	// Observe, if set, is called for every cache hit and every query sent.
@@ -110,10 +132,15 @@ type Resolver struct {
 	timeout  time.Duration
 	attempts int
 	cache    *lru.Cache[cacheKey, *answer] // nil when disabled
-	group    singleflight.Group
-	log      *slog.Logger
-	observe  func(Event)
-	next     atomic.Uint32 // server rotation
+	// cacheBytes is the sum of the sizes of the cached answers: added
+	// when an answer goes in, taken off by the cache's eviction callback
+	// whenever one leaves (Remove, RemoveOldest, the count bound).
+	cacheBytes atomic.Int64
+	maxBytes   int64
+	group      singleflight.Group
+	log        *slog.Logger
+	observe    func(Event)
+	next       atomic.Uint32 // server rotation
 	// now is the clock used for cache expiry; tests replace it.
 	now func() time.Time
 }
@@ -128,8 +155,27 @@ type cacheKey struct {
 type answer struct {
 	rrs      []dns.RR
 	nxdomain bool // NXDOMAIN; empty rrs without it is NODATA
+	tooLarge bool // over MaxAnswerRecords or MaxAnswerBytes: a temporary failure
 	expires  time.Time
 	server   string
+	size     int64 // estimated memory, for CacheBytes
+}
+
+// Per-record and per-answer overhead in answer.size: the Go structures
+// around the wire data (the RR header with its name string, slices).
+const (
+	rrOverhead     = 96
+	answerOverhead = 160
+)
+
+// estimateSize is the memory an answer is taken to hold: its records' wire
+// lengths (uncompressed) plus the structures around them.
+func (a *answer) estimateSize(qname string) int64 {
+	n := int64(answerOverhead + len(qname) + len(a.server))
+	for _, rr := range a.rrs {
+		n += int64(dns.Len(rr) + rrOverhead)
+	}
+	return n
 }
 
 // New returns a Resolver for cfg.
@@ -172,8 +218,12 @@ func New(cfg Config) (*Resolver, error) {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
+	r.maxBytes = cfg.CacheBytes
+	if r.maxBytes <= 0 {
+		r.maxBytes = DefaultCacheBytes
+	}
 	if size > 0 {
-		c, err := lru.New[cacheKey, *answer](size)
+		c, err := lru.NewWithEvict(size, func(_ cacheKey, a *answer) { r.cacheBytes.Add(-a.size) })
 		if err != nil {
 			return nil, fmt.Errorf("resolver: cache: %w", err)
 		}
@@ -181,6 +231,29 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	return r, nil
 }
+
+// cacheAdd caches a, replacing an older answer to the same question, and
+// then evicts the least recently used answers until the cache holds at
+// most maxBytes. An answer is counted once when it goes in and once when
+// it leaves (the eviction callback), never replaced in place, so the count
+// stays exact under concurrent use.
+func (r *Resolver) cacheAdd(key cacheKey, a *answer) {
+	for {
+		if _, found, _ := r.cache.PeekOrAdd(key, a); !found {
+			break
+		}
+		r.cache.Remove(key)
+	}
+	r.cacheBytes.Add(a.size)
+	for r.cacheBytes.Load() > r.maxBytes {
+		if _, _, ok := r.cache.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
+
+// CacheBytes returns the estimated memory the cache holds now.
+func (r *Resolver) CacheBytes() int64 { return r.cacheBytes.Load() }
 
 // LookupTXT returns the TXT records of name, each record's character-strings
 // joined into one string (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
@@ -324,6 +397,9 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answ
 		if a, ok := r.cache.Get(key); ok {
 			if r.now().Before(a.expires) {
 				r.observe(Event{Name: qname, Type: dns.TypeToString[qtype], CacheHit: true, Outcome: a.outcome()})
+				if a.tooLarge {
+					return nil, a.tooLargeErr(name)
+				}
 				return a, a.err(name)
 			}
 			r.cache.Remove(key)
@@ -383,12 +459,20 @@ func ctxError(name string, err error) *net.DNSError {
 
 func (a *answer) outcome() Outcome {
 	switch {
+	case a.tooLarge:
+		return OutcomeTooLarge
 	case a.nxdomain:
 		return OutcomeNXDomain
 	case len(a.rrs) == 0:
 		return OutcomeNoData
 	}
 	return OutcomeOK
+}
+
+// tooLargeErr is the temporary failure of an answer over the caps.
+func (a *answer) tooLargeErr(name string) error {
+	return &net.DNSError{Err: fmt.Sprintf("answer too large (over %d records or %d bytes)", MaxAnswerRecords, MaxAnswerBytes),
+		Name: name, Server: a.server, IsTemporary: true}
 }
 
 // err returns the not-found error of a negative answer, or nil.
@@ -413,7 +497,10 @@ func (r *Resolver) resolve(ctx context.Context, qname string, qtype uint16) (*an
 		a, err := r.exchange(ctx, server, qname, qtype)
 		if err == nil {
 			if r.cache != nil {
-				r.cache.Add(cacheKey{qname, qtype}, a)
+				r.cacheAdd(cacheKey{qname, qtype}, a)
+			}
+			if a.tooLarge {
+				return nil, a.tooLargeErr(qname)
 			}
 			return a, nil
 		}
@@ -500,6 +587,14 @@ func (r *Resolver) exchange(ctx context.Context, server, qname string, qtype uin
 	default:
 		a.rrs = rrs
 		a.expires = now.Add(min(ttl, maxTTL))
+	}
+	a.size = a.estimateSize(qname)
+	if len(a.rrs) > MaxAnswerRecords || a.size > MaxAnswerBytes {
+		// Nothing of it is kept: the failure is cached, small.
+		outcome = OutcomeTooLarge
+		a.rrs, a.tooLarge = nil, true
+		a.expires = now.Add(min(tooLargeTTL, max(ttl, minNegTTL)))
+		a.size = a.estimateSize(qname)
 	}
 	return a, nil
 }
