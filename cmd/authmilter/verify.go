@@ -21,6 +21,7 @@ import (
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
@@ -50,7 +51,8 @@ type verifyReport struct {
 	Removed     int            `json:"removed_authentication_results"`
 	Disposition verifyDecision `json:"disposition"`
 	SPF         *verifySPF     `json:"spf,omitempty"`
-	DKIM        []verifyDKIM   `json:"dkim"` // null when DKIM is off, [] for an unsigned message
+	DKIM        []verifyDKIM   `json:"dkim"`          // null when DKIM is off, [] for an unsigned message
+	ARC         *verifyARC     `json:"arc,omitempty"` // absent when ARC is off
 	DMARC       *verifyDMARC   `json:"dmarc,omitempty"`
 	DNS         []trailEntry   `json:"dns"`
 	authservID  string
@@ -109,6 +111,49 @@ type verifyDKIM struct {
 	KeyBits    int    `json:"key_bits,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	Error      string `json:"error,omitempty"`
+}
+
+// verifyARC is the ARC chain (RFC 8617) as validated.
+type verifyARC struct {
+	Status     string         `json:"status"` // none, pass, fail
+	Reason     string         `json:"reason,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	OldestPass int            `json:"oldest_pass"`
+	RemoteIP   string         `json:"remote_ip,omitempty"` // the first hop's client, as it recorded it
+	Sets       []verifyARCSet `json:"sets"`
+}
+
+type verifyARCSet struct {
+	Instance    int    `json:"instance"`
+	CV          string `json:"cv"`
+	Sealer      string `json:"sealer"` // ARC-Seal d=
+	Selector    string `json:"selector"`
+	Algorithm   string `json:"algorithm"`
+	SealPass    bool   `json:"seal_verified"`
+	Signer      string `json:"message_signer"` // ARC-Message-Signature d=
+	MessagePass bool   `json:"message_signature_verified"`
+	AuthServID  string `json:"authserv_id"`
+	Assessment  string `json:"assessment"` // the ARC-Authentication-Results, as we read them
+	TrustedSeal bool   `json:"trusted_sealer,omitempty"`
+}
+
+func arcOut(a arc.Result, trusted func(string) bool) *verifyARC {
+	v := &verifyARC{Status: string(a.Status), Reason: a.Reason, Error: errString(a.Err), OldestPass: a.OldestPass,
+		RemoteIP: a.RemoteIP, Sets: []verifyARCSet{}}
+	for _, s := range a.Sets {
+		var rs []string
+		for _, r := range s.Results {
+			w := r.Method + "=" + r.Value
+			for _, p := range r.Props {
+				w += " " + p.Key + "=" + p.Value
+			}
+			rs = append(rs, w)
+		}
+		v.Sets = append(v.Sets, verifyARCSet{Instance: s.Instance, CV: s.CV, Sealer: s.SealDomain, Selector: s.SealSelector,
+			Algorithm: s.SealAlgorithm, SealPass: s.SealPass, Signer: s.MessageDomain, MessagePass: s.MessagePass,
+			AuthServID: s.AuthServID, Assessment: strings.Join(rs, "; "), TrustedSeal: trusted(s.SealDomain)})
+	}
+	return v
 }
 
 type verifyDMARC struct {
@@ -384,7 +429,7 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 	d := env.pol.Decide(r, in.ip, clientHost)
 	rep.engineRes, rep.decision = r, d
 
-	rep.AddHeaders = []addedHeader{{Name: authres.HeaderName, Value: authres.Format(env.authservID, r.AuthResults())}}
+	rep.AddHeaders = []addedHeader{{Name: authres.HeaderName, Value: authres.Format(env.authservID, d.Annotate(r.AuthResults()))}}
 	if env.receivedSPF && r.SPF.Result != "" {
 		menv := milter.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
 		rep.AddHeaders = append(rep.AddHeaders, addedHeader{Name: "Received-SPF", Value: service.ReceivedSPF(env.authservID, menv, r.SPF)})
@@ -408,6 +453,9 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 			}
 			rep.DKIM = append(rep.DKIM, v)
 		}
+	}
+	if r.ARC.Status != "" {
+		rep.ARC = arcOut(r.ARC, env.pol.TrustedSealer)
 	}
 	if r.DMARC.Status != "" {
 		rep.DMARC = dmarcOut(r)
@@ -614,6 +662,45 @@ func writeText(w io.Writer, rep *verifyReport) {
 			if k.Error != "" {
 				p("     error: %s", k.Error)
 			}
+		}
+	}
+
+	p("")
+	switch a := rep.ARC; {
+	case a == nil:
+		p("ARC: not checked")
+	case a.Status == "none":
+		p("ARC: none (no ARC set)")
+	default:
+		head := fmt.Sprintf("ARC: %s", a.Status)
+		if a.Status == "pass" {
+			head += fmt.Sprintf(" (%d set(s), oldest-pass %d", len(a.Sets), a.OldestPass)
+			if a.RemoteIP != "" {
+				head += ", first hop " + a.RemoteIP
+			}
+			head += ")"
+		}
+		p("%s", head)
+		if a.Reason != "" {
+			p("  why: %s", a.Reason)
+		}
+		if a.Error != "" {
+			p("  error: %s", a.Error)
+		}
+		for _, s := range a.Sets {
+			verified := func(ok bool) string {
+				if ok {
+					return "verified"
+				}
+				return "not verified"
+			}
+			trusted := ""
+			if s.TrustedSeal {
+				trusted = " [trusted sealer]"
+			}
+			p("  i=%d cv=%s sealed by %s (s=%s, %s): %s%s", s.Instance, s.CV, s.Sealer, s.Selector, s.Algorithm, verified(s.SealPass), trusted)
+			p("      message signature by %s: %s", s.Signer, verified(s.MessagePass))
+			p("      %s recorded: %s", orNone(s.AuthServID), orNone(s.Assessment))
 		}
 	}
 

@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files of TestVerifyG
 func verifyDNS(t *testing.T, extra string) (*dnstest.Server, string) {
 	t.Helper()
 	var zone strings.Builder
-	for _, f := range []string{"zone.txt", "keys.zone"} {
+	for _, f := range []string{"zone.txt", "keys.zone", "arc.zone"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "verify", f))
 		if err != nil {
 			t.Fatal(err)
@@ -82,6 +82,13 @@ func TestVerifyGolden(t *testing.T) {
 			want: []string{"Disposition: quarantine", "p=REJECT applied=QUARANTINE; pct=0 as t=y",
 				"policy: published reject, applied quarantine (pct=0 without t: read as t=y, one level lower)",
 				"pct=0 without t read as t=y: policy stepped down"}},
+		{name: "arc", file: "arc-list.eml",
+			args:   []string{"-ip", "198.51.100.20", "-helo", "mail.lists.example", "-mail-from", "list-bounces@lists.example"},
+			config: "[arc]\ntrusted_sealers = [\"lists.example\"]",
+			want: []string{"Disposition: accept", "override: local_policy", "arc=pass", "header.oldest-pass=0",
+				"ARC: pass (1 set(s), oldest-pass 0, first hop 198.51.100.20)",
+				"i=1 cv=none sealed by lists.example (s=s2, rsa-sha256): verified [trusted sealer]",
+				"lists.example recorded: spf=pass smtp.mailfrom=author.example; dkim=pass header.d=author.example; dmarc=pass header.from=author.example"}},
 		{name: "temperror", file: "pass.eml",
 			args:   []string{"-ip", "192.0.2.10", "-helo", "mail.example.org", "-mail-from", "alice@example.org"},
 			config: "[dmarc]\ntemperror = \"tempfail\"",

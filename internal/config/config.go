@@ -35,6 +35,7 @@ type Config struct {
 	SPF     SPF     `toml:"spf"`
 	DKIM    DKIM    `toml:"dkim"`
 	DMARC   DMARC   `toml:"dmarc"`
+	ARC     ARC     `toml:"arc"`     // internal/config/arc.go
 	Store   Store   `toml:"store"`   // internal/config/store.go
 	Report  Report  `toml:"report"`  // internal/config/report.go
 	Metrics Metrics `toml:"metrics"` // internal/config/metrics.go
@@ -171,6 +172,7 @@ func Default() *Config {
 		Store:   defaultStore(),
 		Report:  defaultReport(),
 		Metrics: defaultMetrics(),
+		ARC:     defaultARC(),
 		Signing: defaultSigning(),
 
 		FailureReports:  defaultFailureReports(),
@@ -339,6 +341,7 @@ func (c *Config) normalize() {
 	if a, err := identity.ASCII(c.Report.Receiver); err == nil {
 		c.Report.Receiver = a
 	}
+	c.normalizeARC()
 }
 
 // knownKeys lists every dotted option name, from the struct tags.
@@ -564,6 +567,7 @@ func (c *Config) Validate() Errors {
 	es = append(es, c.validateReport()...)
 	es = append(es, c.validateFailureReports()...)
 	es = append(es, c.validateMetrics()...)
+	es = append(es, c.validateARC()...)
 	es = append(es, validateSigning(c.Signing, c.Milter.Listen)...)
 	es = append(es, c.validateIncomingReports()...)
 	es = append(es, c.validateDashboard()...)

@@ -37,6 +37,7 @@ type Metrics struct {
 	spf, spfHELO, dkim, dmarc *prometheus.CounterVec
 	actions                   *prometheus.CounterVec // action, disposition
 	overrides                 *prometheus.CounterVec
+	arc, arcOverrides         *prometheus.CounterVec // result; sealer
 	notChecked                *prometheus.CounterVec
 	eom                       prometheus.Histogram
 	checks                    prometheus.Histogram
@@ -83,6 +84,8 @@ func New(version string) *Metrics {
 	m.dmarc = counter("dmarc_results_total", "DMARC results (RFC 9989), one per checked message, with the policy applied.", "result", "policy")
 	m.actions = counter("messages_total", "Checked messages by what the MTA was told (action) and the RFC 9990 disposition.", "action", "disposition")
 	m.overrides = counter("overrides_total", "Messages whose DMARC outcome local policy changed, by RFC 9990 override reason.", "reason")
+	m.arc = counter("arc_results_total", "ARC chain validation results (RFC 8617), one per checked message with ARC on.", "result")
+	m.arcOverrides = counter("arc_overrides_total", "DMARC fails delivered on a trusted ARC sealer's assessment (arc.trusted_sealers), by sealer.", "sealer")
 	m.notChecked = counter("messages_not_checked_total", "Messages not checked (ignored host, authenticated client).", "reason")
 	m.eom = histogram("end_of_message_seconds", "Time from the end of the message to the reply: the checks still running, the policy, the store commit (sync mode).", eomBuckets)
 	m.checks = histogram("check_duration_seconds", "Time from MAIL FROM to the end of the checks of a message.", eomBuckets)
@@ -130,6 +133,13 @@ func (m *Metrics) Message(r *engine.Result, d policy.Decision, eom time.Duration
 	}
 	if r.DMARC.Status != "" {
 		m.dmarc.WithLabelValues(label(string(r.DMARC.Status)), label(string(r.DMARC.Applied))).Inc()
+	}
+	if r.ARC.Status != "" {
+		m.arc.WithLabelValues(label(string(r.ARC.Status))).Inc()
+	}
+	if d.Sealer != "" {
+		// Bounded: only domains of arc.trusted_sealers get here.
+		m.arcOverrides.WithLabelValues(domainLabel(d.Sealer)).Inc()
 	}
 	m.actions.WithLabelValues(label(d.Action.String()), label(d.Disposition)).Inc()
 	if d.Override != "" {
@@ -255,6 +265,18 @@ func label(v string) string {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return "other"
 		}
+	}
+	return v
+}
+
+// domainLabel is label for a configured domain name: dots allowed, up to
+// 253 characters.
+func domainLabel(v string) string {
+	if len(v) > 253 {
+		return "other"
+	}
+	if l := label(strings.ReplaceAll(v, ".", "_")); l == "other" || l == "none" {
+		return l
 	}
 	return v
 }

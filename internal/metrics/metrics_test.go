@@ -25,6 +25,7 @@ import (
 	"github.com/authmilter/authmilter/internal/reportmail/smtptest"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
+	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/engine"
 )
 
@@ -337,6 +338,40 @@ func TestLabelsBounded(t *testing.T) {
 		`authmilter_messages_not_checked_total{reason="ignored_host"} 1`,
 		`authmilter_messages_not_checked_total{reason="other"} 2`,
 		`authmilter_messages_not_checked_total{reason="none"} 1`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %s", want)
+		}
+	}
+}
+
+// ARC results per message, and overrides by trusted sealer.
+func TestARCMetrics(t *testing.T) {
+	m := metrics.New("test")
+	pass := &engine.Result{ARC: arc.Result{Status: arc.StatusPass}}
+	m.Message(pass, policy.Decision{Override: policy.ReasonLocalPolicy, Sealer: "lists.example"}, time.Millisecond)
+	m.Message(pass, policy.Decision{}, time.Millisecond)
+	m.Message(&engine.Result{ARC: arc.Result{Status: arc.StatusNone}}, policy.Decision{}, time.Millisecond)
+	m.Message(&engine.Result{}, policy.Decision{}, time.Millisecond) // ARC off: not counted
+	var b strings.Builder
+	srv := &http.Server{Handler: m.Handler(nil)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(&b, resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`authmilter_arc_results_total{result="pass"} 2`,
+		`authmilter_arc_results_total{result="none"} 1`,
+		`authmilter_arc_overrides_total{sealer="lists.example"} 1`,
+		`authmilter_overrides_total{reason="local_policy"} 1`,
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %s", want)

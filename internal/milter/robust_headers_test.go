@@ -40,7 +40,7 @@ func checkAR(t *testing.T, v string) []authres.Result {
 	for _, r := range rs {
 		count[r.Method]++
 	}
-	if count["spf"] != 2 || count["dmarc"] != 1 || count["dkim"] < 1 || len(count) != 3 {
+	if count["spf"] != 2 || count["dmarc"] != 1 || count["dkim"] < 1 || count["arc"] != 1 || len(count) != 4 {
 		t.Fatalf("results %v in %q: injected or missing", count, v)
 	}
 	return rs

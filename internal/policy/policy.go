@@ -54,6 +54,10 @@ type Decision struct {
 	Override string
 	// Why says in a few words why, for the log.
 	Why string
+	// Sealer is the trusted ARC sealer (ARC-Seal d=) whose assessment
+	// overrode a DMARC fail; "" otherwise. Why then holds the RFC 8617
+	// §7.2.2 summary of the chain, which Annotate adds to the dmarc result.
+	Sealer string
 }
 
 // Policy holds the parsed local policy.
@@ -65,11 +69,17 @@ type Policy struct {
 	// ignoreMailFrom are envelope-sender domains not checked; a leading
 	// "." covers the subdomains too.
 	ignoreMailFrom []string
+	sealers        map[string]bool // arc.trusted_sealers
 }
 
 // New builds the policy from a validated configuration.
 func New(cfg *config.Config) (*Policy, error) {
-	p := &Policy{cfg: *cfg, ignoreFrom: map[string]bool{}}
+	p := &Policy{cfg: *cfg, ignoreFrom: map[string]bool{}, sealers: map[string]bool{}}
+	for _, d := range cfg.ARC.TrustedSealers {
+		if a, err := identity.ASCII(d); err == nil {
+			p.sealers[a] = true // compared with the ARC-Seal d=, lowercased
+		}
+	}
 	var err error
 	if p.ignoreHosts, err = config.ParseHostList(cfg.Policy.IgnoreHosts); err != nil {
 		return nil, fmt.Errorf("policy.ignore_hosts: %w", err)
@@ -211,7 +221,12 @@ func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost s
 	case p.forwarders.Match(clientIP, clientHost):
 		d.Disposition, d.Override, d.Why = "none", ReasonTrustedForwarder, "dmarc fail, trusted forwarder"
 		return d
-	case p.cfg.DMARC.Monitor:
+	}
+	if sealer, why := p.arcOverride(r); sealer != "" {
+		d.Disposition, d.Override, d.Why, d.Sealer = "none", ReasonLocalPolicy, why, sealer
+		return d
+	}
+	if p.cfg.DMARC.Monitor {
 		d.Disposition, d.Override, d.Why = "none", ReasonLocalPolicy, "dmarc fail, monitor mode"
 		return d
 	}

@@ -172,7 +172,7 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 		m.s.Signing.External(m.env, authors, queueID)
 	}
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
-	ar := authres.Format(m.s.AuthservID, r.AuthResults())
+	ar := authres.Format(m.s.AuthservID, d.Annotate(r.AuthResults()))
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
 	if m.s.ReceivedSPF && r.SPF.Result != "" {
 		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: ReceivedSPF(m.s.AuthservID, m.env, r.SPF)})

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
@@ -56,6 +57,11 @@ type Options struct {
 	DKIM        bool
 	DKIMOptions dkimverify.Options
 
+	// ARC validates the chain of forwarded mail (RFC 8617); whether a
+	// passing chain matters is local policy (internal/policy).
+	ARC        bool
+	ARCOptions arc.Options
+
 	DMARC            bool
 	DMARCMode        dmarc.Mode
 	MultiFrom        MultiFrom
@@ -79,7 +85,8 @@ func DefaultOptions() Options {
 		SPF: true, CheckHELO: true, SPFTimeout: 20 * time.Second,
 		DKIM:        true,
 		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 300 * time.Second},
-		DMARC:       true, DMARCMode: dmarc.ModeRFC9989, MultiFrom: EvaluateEach, MaxAuthorDomains: 5,
+		ARC:         true, ARCOptions: arc.Options{MinRSABits: 1024, MaxSets: 10},
+		DMARC: true, DMARCMode: dmarc.ModeRFC9989, MultiFrom: EvaluateEach, MaxAuthorDomains: 5,
 		MaxHeaderBytes: 1 << 20, MaxHeaders: 1000,
 		MessageBudget: 30 * time.Second,
 	}
@@ -137,6 +144,8 @@ type Message struct {
 	discoveries map[string]*dmarc.Pending
 	dkim        *dkimverify.Verifier
 	signatures  int // DKIM-Signature fields seen
+	arcFields   int // ARC fields seen
+	arc         *arc.Validator
 	eohDone     bool
 	finishOnce  sync.Once
 }
@@ -183,7 +192,7 @@ func (m *Message) Header(name, value string) {
 			m.releaseHeader() // stop keeping it: DKIM is not verified for this message
 		}
 	}
-	if !m.tooLarge && m.e.o.DKIM {
+	if !m.tooLarge && (m.e.o.DKIM || m.e.o.ARC) {
 		if m.header == nil {
 			m.header = (*headerBufs.Get().(*[]byte))[:0]
 		}
@@ -191,6 +200,8 @@ func (m *Message) Header(name, value string) {
 	}
 	if strings.EqualFold(name, "DKIM-Signature") {
 		m.signatures++
+	} else if m.e.o.ARC && arc.IsARCField(name) {
+		m.arcFields++
 	}
 	if strings.EqualFold(name, "From") {
 		// Every From field is kept and read, however many there are (a
@@ -238,11 +249,17 @@ func (m *Message) EndOfHeaders() {
 	}
 	m.eohDone = true
 	defer m.releaseHeader() // Start keeps a copy of what it needs
-	if !m.e.o.DKIM || m.tooLarge || m.signatures == 0 {
+	if m.tooLarge || ((!m.e.o.DKIM || m.signatures == 0) && m.arcFields == 0) {
 		return
 	}
 	m.header = append(m.header, '\r', '\n')
-	m.dkim = dkimverify.Start(m.ctx, m.e.r, m.header, &m.e.o.DKIMOptions)
+	if m.e.o.DKIM && m.signatures > 0 {
+		m.dkim = dkimverify.Start(m.ctx, m.e.r, m.header, &m.e.o.DKIMOptions)
+	}
+	if m.arcFields > 0 {
+		// Only mail with ARC sets pays for ARC (RFC 8617 §5.2).
+		m.arc = arc.Start(m.ctx, m.e.r, m.header, &m.e.o.ARCOptions)
+	}
 }
 
 // headerBufs recycles the buffers the header block is rebuilt in (a few KiB
@@ -266,6 +283,9 @@ func (m *Message) Body(chunk []byte) {
 	}
 	if m.dkim != nil {
 		m.dkim.Write(chunk) //nolint:errcheck // the verifier never fails a write
+	}
+	if m.arc != nil {
+		m.arc.Write(chunk) //nolint:errcheck // never fails
 	}
 }
 
@@ -296,6 +316,7 @@ func (m *Message) Finish(ctx context.Context) *Result {
 		defer m.cancel()
 		r.SPF, r.HELO = m.waitSPF(ctx)
 		r.DKIM = m.dkimResults()
+		r.ARC = m.arcResult()
 		m.evaluateDMARC(ctx, r)
 	})
 	r.Duration = time.Since(m.start)
@@ -327,6 +348,18 @@ func (m *Message) dkimResults() []dkimverify.Result {
 		return []dkimverify.Result{} // enabled, no signature: dkim=none
 	}
 	return m.dkim.Results()
+}
+
+func (m *Message) arcResult() arc.Result {
+	switch {
+	case !m.e.o.ARC:
+		return arc.Result{}
+	case m.tooLarge && m.arcFields > 0:
+		return arc.Result{Status: arc.StatusFail, Reason: "header block too large, not verified"}
+	case m.arc == nil:
+		return arc.Result{Status: arc.StatusNone}
+	}
+	return m.arc.Result()
 }
 
 // evaluateDMARC decides the DMARC result (RFC 9989 §4.8) from the author

@@ -59,7 +59,7 @@ func TestEngine(t *testing.T) {
 				t.Errorf("%+v", r.AuthResults())
 			}
 		}},
-		{"checks off", func(o *engine.Options) { o.SPF, o.DKIM, o.DMARC = false, false, false }, from, func(t *testing.T, r *engine.Result) {
+		{"checks off", func(o *engine.Options) { o.SPF, o.DKIM, o.ARC, o.DMARC = false, false, false, false }, from, func(t *testing.T, r *engine.Result) {
 			if len(r.AuthResults()) != 0 {
 				t.Errorf("%+v", r.AuthResults())
 			}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
@@ -20,6 +21,7 @@ type Result struct {
 	SPF  spfcheck.Outcome // MAIL FROM identity (postmaster@HELO for the null sender)
 	HELO spfcheck.Outcome // HELO identity; never used by DMARC
 	DKIM []dkimverify.Result
+	ARC  arc.Result // Status "" when ARC is off
 
 	AuthorDomains []string // from the RFC5322.From field(s), lowercase A-labels
 	ShownDomains  []string // domains of addresses in display names, comments, encoded-words; evaluated too
@@ -53,6 +55,9 @@ func (r *Result) AuthResults() []authres.Result {
 			Props: []authres.Prop{{Key: "smtp.helo", Value: r.Envelope.HELO}}})
 	}
 	out = append(out, dkimAuthResults(r.DKIM)...)
+	if r.ARC.Status != "" {
+		out = append(out, ARCAuthResult(r.ARC))
+	}
 	if r.DMARC.Status != "" {
 		out = append(out, dmarcAuthResult(r))
 	}
@@ -109,6 +114,26 @@ func dkimAuthResults(rs []dkimverify.Result) []authres.Result {
 		out = append(out, ar)
 	}
 	return out
+}
+
+// ARCAuthResult writes arc=none|pass|fail (RFC 8617 §10.1) with the
+// properties of RFC 8617 §10.2: header.oldest-pass and smtp.remote-ip of
+// the first hop. A passing chain's comment names the most recent sealer
+// (as[N].d=, as[N].s=), a failing one's says why.
+func ARCAuthResult(a arc.Result) authres.Result {
+	ar := authres.Result{Method: "arc", Value: string(a.Status)}
+	switch a.Status {
+	case arc.StatusPass:
+		l := a.Latest()
+		ar.Reason = fmt.Sprintf("as[%d].d=%s as[%d].s=%s", l.Instance, l.SealDomain, l.Instance, l.SealSelector)
+		ar.Props = append(ar.Props, authres.Prop{Key: "header.oldest-pass", Value: fmt.Sprint(a.OldestPass)})
+		if a.RemoteIP != "" {
+			ar.Props = append(ar.Props, authres.Prop{Key: "smtp.remote-ip", Value: a.RemoteIP})
+		}
+	case arc.StatusFail:
+		ar.Reason = a.Reason
+	}
+	return ar
 }
 
 // dmarcAuthResult writes dmarc=… header.from=… policy.dmarc=… with a
