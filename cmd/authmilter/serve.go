@@ -186,6 +186,7 @@ var restartOnly = []string{
 	"report",
 	"failure_reports",
 	"metrics",
+	"dashboard",
 }
 
 func needsRestart(key string) bool {
@@ -415,6 +416,12 @@ func cmdServe(args []string, stderr io.Writer) int {
 				ms.Shutdown(ctx)
 			}()
 			log.Info("metrics listener", "listen", ms.Addr().String())
+		}
+	}
+	// The dashboard, like the metrics, is not the mail path.
+	if cfg.Dashboard.Listen != "" && st != nil {
+		if stop := startDashboard(cfg, st, d.res, log); stop != nil {
+			defer stop()
 		}
 	}
 
