@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"compress/gzip"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/pkg/report"
+	"github.com/authmilter/authmilter/pkg/report/reporttest"
+)
+
+// arcZone: the keys of the dkimpy-sealed chains (pkg/arc/testdata), the
+// author domain at p=reject with a rua (so that records are kept), the
+// list's envelope domain with SPF for the list's address.
+const arcZoneExtra = `
+author.example.        300 IN TXT "v=spf1 -all"
+_dmarc.author.example. 300 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@author.example"
+lists.example.         300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+`
+
+// TestARCThroughPostfix (issue #21): a message from a p=reject domain that
+// a mailing list changed (footer, subject tag: the author's DKIM signature
+// breaks) and sealed, through the real Postfix. With the list's domain in
+// arc.trusted_sealers it is delivered with the override explained in
+// Authentication-Results, recorded as local_policy, and shown in the
+// aggregate report `authmilter report` builds (valid against the RFC 9990
+// schema). Without it, the same message is rejected.
+func TestARCThroughPostfix(t *testing.T) {
+	needMilter(t)
+	keys, err := os.ReadFile("../pkg/arc/testdata/keys.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsSrv := dnstest.New(t, string(keys)+arcZoneExtra)
+	chain, err := os.ReadFile("../pkg/arc/testdata/chains/list-only.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := client{IP: "198.51.100.20", Name: "mail.lists.example", HELO: "mail.lists.example"}
+	const bounce = "list-bounces@lists.example"
+
+	t.Run("trusted sealer: delivered, override explained and reported", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o755)
+		cfg := defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt)
+		cfg.StoreDir = filepath.Join(dir, "store")
+		cfg.Extra = "\n[arc]\ntrusted_sealers = [\"lists.example\"]\n"
+		m := runMilter(t, "arc-trusted", cfg)
+
+		id := newID(t.Name())
+		d := deliver(t, pf.smtpAlt, list, bounce, withTestID(id, chain), id)
+		ar := wantAR(t, d)
+		r := wantResult(t, ar, "arc", "header.oldest-pass", "0", "pass")
+		if ip := r.Props["smtp.remote-ip"]; ip != "198.51.100.20" {
+			t.Errorf("smtp.remote-ip=%q in:\n%s", ip, ar.Raw)
+		}
+		wantResult(t, ar, "dkim", "header.d", "author.example", "fail")
+		wantResult(t, ar, "dmarc", "header.from", "author.example", "fail")
+		raw := strings.Join(strings.Fields(ar.Raw), " ")
+		for _, w := range []string{"arc=pass (as[1].d=lists.example as[1].s=s2)",
+			"delivered by local policy, trusted ARC sealer lists.example: arc=pass as[1].d=lists.example as[1].s=s2 remote-ip[1]=198.51.100.20"} {
+			if !strings.Contains(raw, w) {
+				t.Errorf("A-R lacks %q:\n%s", w, ar.Raw)
+			}
+		}
+		// The list's ARC headers reach the mailbox untouched.
+		if got := len(d.get("ARC-Seal")); got != 1 {
+			t.Errorf("%d ARC-Seal fields delivered, want 1", got)
+		}
+
+		if err := m.stop(); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "reports")
+		os.Mkdir(out, 0o755)
+		cfgPath := filepath.Join(dir, "report.toml")
+		if err := writeFile(cfgPath, cfg.toml()); err != nil {
+			t.Fatal(err)
+		}
+		tomorrow := time.Now().UTC().Add(26 * time.Hour).Format(time.RFC3339)
+		if o, err := exec.Command(milterBin, "report", "-config", cfgPath, "-out", out, "-now", tomorrow).CombinedOutput(); err != nil {
+			t.Fatalf("authmilter report: %v\n%s", err, tail(string(o), 3000))
+		}
+		files, _ := filepath.Glob(filepath.Join(out, "*!author.example!*.xml.gz"))
+		if len(files) != 1 {
+			t.Fatalf("reports for author.example: %v", files)
+		}
+		f, err := os.Open(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xml, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []string{"<disposition>none</disposition>", "<type>local_policy</type>",
+			"<comment>arc=pass as[1].d=lists.example as[1].s=s2 remote-ip[1]=198.51.100.20</comment>"} {
+			if !strings.Contains(string(xml), w) {
+				t.Errorf("report lacks %s:\n%s", w, xml)
+			}
+		}
+		reporttest.Validate(t, report.FormatRFC9990, xml)
+	})
+
+	t.Run("untrusted sealer: rejected", func(t *testing.T) {
+		runMilter(t, "arc-untrusted", defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt))
+		id := newID(t.Name())
+		_, err := sendOne(pf.smtpAlt, list, bounce, []string{"rcpt@rcpt.test"}, withTestID(id, chain))
+		wantSMTPError(t, err, 550, "5.7.1 Email rejected per DMARC policy for author.example")
+	})
+}
