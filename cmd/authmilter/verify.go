@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"regexp"
@@ -22,7 +23,6 @@ import (
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/pkg/arc"
-	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
@@ -281,6 +281,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 // message is a message file split the way Postfix hands it to a milter.
 type message struct {
 	fields []engine.Field
+	gaps   []string // per field, the white space between name and colon that Postfix drops
 	body   []byte
 	notes  []string
 }
@@ -288,15 +289,17 @@ type message struct {
 // parseMessage converts line ends to CRLF (bare LF becomes CRLF, as an MTA
 // does on receipt) and splits the header fields as Postfix sends them with
 // SMFIP_HDR_LEADSPC: the value is everything after the colon, leading
-// whitespace kept, folds as a bare "\n" (RFC 5322 §2.2.3). A line that is
-// not a header field ends the header, as in Postfix's cleanup.
+// whitespace kept, folds as a bare "\n" (RFC 5322 §2.2.3). White space
+// between the name and the colon ("From : x", RFC 5322 §4.5.2 obs-optional)
+// is dropped, as Postfix's milter client does after its is_header(). A line
+// that is not a header field ends the header, as in Postfix's cleanup.
 func parseMessage(data []byte) (*message, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("empty message")
 	}
 	m := &message{}
 	data = toCRLF(data)
-	if bytes.HasPrefix(data, []byte("From ")) { // mbox separator line
+	if isMboxLine(data) {
 		if i := bytes.Index(data, []byte("\r\n")); i >= 0 {
 			data = data[i+2:]
 		} else {
@@ -321,16 +324,25 @@ func parseMessage(data []byte) (*message, error) {
 			m.fields[len(m.fields)-1].Value += "\n" + text
 		default:
 			name, value, ok := strings.Cut(text, ":")
-			if !ok || !validFieldName(name) {
+			trimmed := strings.TrimRight(name, " \t")
+			if !ok || !validFieldName(trimmed) {
 				m.notes = append(m.notes, fmt.Sprintf("line %d is not a header field: the header ends there and the body starts (as Postfix does)", line))
 				m.body = data
 				return m, nil
 			}
-			m.fields = append(m.fields, engine.Field{Name: name, Value: value})
+			m.fields = append(m.fields, engine.Field{Name: trimmed, Value: value})
+			m.gaps = append(m.gaps, name[len(trimmed):])
 		}
 		data = data[next:]
 	}
 	return m, nil // header only, no body
+}
+
+// isMboxLine: the message starts with an mbox separator line ("From "
+// and the envelope sender), not with a "From :" header field.
+func isMboxLine(data []byte) bool {
+	rest, ok := bytes.CutPrefix(data, []byte("From "))
+	return ok && !bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte(":"))
 }
 
 // validFieldName: printable US-ASCII except colon (RFC 5322 §3.6.8).
@@ -406,16 +418,16 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 	}
 	rep.Envelope = verifyEnvelope{ClientIP: addrString(in.ip), ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
 
-	if skip, why := env.pol.Skip(in.ip, clientHost, ""); skip {
+	// The milter's own path: internal/service with the store, signing and
+	// failure reports off, fed as the milter server feeds it.
+	svc := &service.Service{AuthservID: env.authservID, Engine: engine.New(trail, env.eng), Policy: env.pol,
+		ReceivedSPF: env.receivedSPF, Log: slog.New(slog.DiscardHandler)}
+	menv := milter.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
+	if skip, why := svc.Skip(menv); skip {
 		rep.skipped = why
 	}
-	e := engine.New(trail, env.eng)
-	m := e.Begin(ctx, engine.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom})
+	m := svc.Check(ctx, menv)
 	for _, f := range in.msg.fields {
-		// RFC 8601 §5: fields claiming our authserv-id are removed.
-		if strings.EqualFold(f.Name, authres.HeaderName) && authres.SameServID(f.Value, env.authservID) {
-			rep.Removed++
-		}
 		m.Header(f.Name, f.Value)
 	}
 	rep.headerCount = len(in.msg.fields)
@@ -425,14 +437,13 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 		m.Body(body[:n])
 		body = body[n:]
 	}
-	r := m.Finish(ctx)
-	d := env.pol.Decide(r, in.ip, clientHost)
+	v := m.End(ctx, "")
+	r, d := m.Outcome()
 	rep.engineRes, rep.decision = r, d
-
-	rep.AddHeaders = []addedHeader{{Name: authres.HeaderName, Value: authres.Format(env.authservID, d.Annotate(r.AuthResults()))}}
-	if env.receivedSPF && r.SPF.Result != "" {
-		menv := milter.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
-		rep.AddHeaders = append(rep.AddHeaders, addedHeader{Name: "Received-SPF", Value: service.ReceivedSPF(env.authservID, menv, r.SPF)})
+	// RFC 8601 §5: fields claiming our authserv-id are removed.
+	rep.Removed = len(v.Delete)
+	for _, h := range v.Insert {
+		rep.AddHeaders = append(rep.AddHeaders, addedHeader{Name: h.Name, Value: h.Value})
 	}
 	rep.Disposition = verifyDecision{Action: d.Action.String(), Reply: d.Reply, Disposition: d.Disposition,
 		Override: d.Override, Why: d.Why}

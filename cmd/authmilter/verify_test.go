@@ -227,6 +227,11 @@ func TestParseMessage(t *testing.T) {
 			[]engine.Field{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " s"}}, "", 0},
 		{"empty value", "X-Empty:\r\n\r\n", []engine.Field{{Name: "X-Empty", Value: ""}}, "", 0},
 		{"CR alone is kept", "From: a\rb\r\n\r\nx\ry", []engine.Field{{Name: "From", Value: " a\rb"}}, "x\ry", 0},
+		// issue 18: Postfix accepts white space before the colon and
+		// hands the milter the name without it; verify stopped there.
+		{"space before the colon", "From : a@b.c\r\nSubject\t \t: x\r\n\r\nb",
+			[]engine.Field{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " x"}}, "b", 0},
+		{"only space before the colon is not a name", " : x\r\n", nil, " : x\r\n", 1},
 		{"continuation first is body", " folded\r\nFrom: a\r\n", nil, " folded\r\nFrom: a\r\n", 1},
 	}
 	for _, tt := range tests {
@@ -273,7 +278,7 @@ func TestVerifyLargeBodyChunks(t *testing.T) {
 // Any bytes: an error or a split whose fields and body rebuild the input
 // (after the line-end conversion and the mbox line), never a panic.
 func FuzzParseMessage(f *testing.F) {
-	for _, s := range []string{"From: a@b.c\r\n\r\nbody", "From x\nA: b\n c\n\nd", ":x\r\n", "A:\n\n", "\r\n\n\r", "X: y"} {
+	for _, s := range []string{"From: a@b.c\r\n\r\nbody", "From x\nA: b\n c\n\nd", ":x\r\n", "A:\n\n", "\r\n\n\r", "X: y", "From : a\r\nB\t:c\r\n\r\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -282,14 +287,14 @@ func FuzzParseMessage(f *testing.F) {
 			return
 		}
 		var b bytes.Buffer
-		for _, fl := range m.fields {
-			if !validFieldName(fl.Name) {
-				t.Fatalf("bad name %q", fl.Name)
+		for i, fl := range m.fields {
+			if !validFieldName(fl.Name) || strings.Trim(m.gaps[i], " \t") != "" {
+				t.Fatalf("bad name %q (gap %q)", fl.Name, m.gaps[i])
 			}
-			b.WriteString(fl.Name + ":" + strings.ReplaceAll(fl.Value, "\n", "\r\n") + "\r\n")
+			b.WriteString(fl.Name + m.gaps[i] + ":" + strings.ReplaceAll(fl.Value, "\n", "\r\n") + "\r\n")
 		}
 		in := toCRLF(data)
-		if bytes.HasPrefix(in, []byte("From ")) {
+		if isMboxLine(in) {
 			_, in, _ = bytes.Cut(in, []byte("\r\n")) // nil without CRLF
 		}
 		hdr := b.Bytes()

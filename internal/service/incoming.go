@@ -75,7 +75,7 @@ func (c *capture) write(max int64, p []byte) {
 }
 
 // recipient notes a recipient; it starts the capture for a rua mailbox.
-func (m *message) incomingRecipient(addr string) {
+func (m *Message) incomingRecipient(addr string) {
 	h := m.s.Incoming
 	if h == nil || !h.Recipients[mailboxKey(addr)] {
 		return
@@ -86,20 +86,20 @@ func (m *message) incomingRecipient(addr string) {
 	m.report.matched++
 }
 
-func (m *message) incomingHeader(name, value string) {
+func (m *Message) incomingHeader(name, value string) {
 	if m.report != nil {
 		m.report.write(m.s.Incoming.MaxBytes, dkimverify.AppendField(nil, name, value))
 	}
 }
 
-func (m *message) incomingEOH() {
+func (m *Message) incomingEOH() {
 	if m.report != nil && !m.report.headered {
 		m.report.headered = true
 		m.report.write(m.s.Incoming.MaxBytes, []byte("\r\n"))
 	}
 }
 
-func (m *message) incomingBody(chunk []byte) {
+func (m *Message) incomingBody(chunk []byte) {
 	if m.report != nil {
 		m.report.write(m.s.Incoming.MaxBytes, chunk)
 	}
@@ -107,7 +107,7 @@ func (m *message) incomingBody(chunk []byte) {
 
 // incomingEnd reads and stores the captured report mail; it returns
 // whether the message may be discarded.
-func (m *message) incomingEnd(ctx context.Context, queueID string) (discard bool) {
+func (m *Message) incomingEnd(ctx context.Context, queueID string) (discard bool) {
 	c, h := m.report, m.s.Incoming
 	if c == nil {
 		return false

@@ -90,31 +90,48 @@ func (s *Service) Begin(ctx context.Context, env milter.Envelope) milter.Message
 	if sign, why := s.Signing.Direction(env); sign {
 		return s.sign(env, why)
 	}
-	skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser)
-	if !skip {
-		skip, why = s.Policy.SkipMailFrom(env.MailFrom)
-	}
-	if skip {
+	if skip, why := s.Skip(env); skip {
 		s.Log.Debug("not checked", "reason", why, "client_ip", addrString(env.ClientIP), "mail_from", env.MailFrom)
 		if s.Observe != nil {
 			s.Observe.NotChecked(why)
 		}
 		return nil
 	}
-	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: env.ClientIP, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
-	return &message{s: s, env: env, em: m}
+	return s.Check(ctx, env)
 }
 
-type message struct {
-	s      *Service
-	env    milter.Envelope
-	em     *engine.Message
-	rcpts  []string
-	arSeen int      // Authentication-Results fields so far (the protocol's 1-based index)
-	from   []string // From fields, kept only when signing is on
-	forged []milter.HeaderRef
-	header []byte   // the header block, kept only for failure reports
-	report *capture // a report mail to a rua mailbox (incoming.go), else nil
+// Skip reports whether the policy leaves a message from env unchecked and
+// unchanged, and why.
+func (s *Service) Skip(env milter.Envelope) (bool, string) {
+	skip, why := s.Policy.Skip(env.ClientIP, env.ClientHost, env.AuthUser)
+	if !skip {
+		skip, why = s.Policy.SkipMailFrom(env.MailFrom)
+	}
+	return skip, why
+}
+
+// Check starts a message that is checked whatever Skip says: the milter's
+// path once Begin has decided to check, and `authmilter verify`'s, which
+// explains what a skipped client's message would get too.
+func (s *Service) Check(ctx context.Context, env milter.Envelope) *Message {
+	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: env.ClientIP, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
+	return &Message{s: s, env: env, em: m}
+}
+
+// Message is one checked message: a milter.Message whose Outcome, after
+// End, is the engine's results and the policy's decision.
+type Message struct {
+	s        *Service
+	env      milter.Envelope
+	em       *engine.Message
+	rcpts    []string
+	arSeen   int      // Authentication-Results fields so far (the protocol's 1-based index)
+	from     []string // From fields, kept only when signing is on
+	forged   []milter.HeaderRef
+	header   []byte   // the header block, kept only for failure reports
+	report   *capture // a report mail to a rua mailbox (incoming.go), else nil
+	result   *engine.Result
+	decision policy.Decision
 }
 
 // maxReportHeader bounds the header block kept for a failure report; fields
@@ -122,12 +139,12 @@ type message struct {
 // archive).
 const maxReportHeader = 64 << 10
 
-func (m *message) Recipient(addr string) {
+func (m *Message) Recipient(addr string) {
 	m.rcpts = append(m.rcpts, addr)
 	m.incomingRecipient(addr)
 }
 
-func (m *message) Header(name, value string) {
+func (m *Message) Header(name, value string) {
 	if strings.EqualFold(name, authres.HeaderName) {
 		m.arSeen++
 		// RFC 8601 §5: a field claiming to be ours did not come from us.
@@ -145,25 +162,26 @@ func (m *message) Header(name, value string) {
 	m.em.Header(name, value)
 }
 
-func (m *message) EndOfHeaders() {
+func (m *Message) EndOfHeaders() {
 	m.incomingEOH()
 	m.em.EndOfHeaders()
 }
 
-func (m *message) Body(chunk []byte) {
+func (m *Message) Body(chunk []byte) {
 	m.incomingBody(chunk)
 	m.em.Body(chunk)
 }
 
-func (m *message) Abort() {
+func (m *Message) Abort() {
 	m.report = nil
 	m.em.Abort()
 }
 
-func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
+func (m *Message) End(ctx context.Context, queueID string) milter.Verdict {
 	start := time.Now()
 	r := m.em.Finish(ctx)
 	d := m.s.Policy.Decide(r, m.env.ClientIP, m.env.ClientHost)
+	m.result, m.decision = r, d
 	if m.s.Signing != nil {
 		authors := r.AuthorDomains
 		if len(authors) == 0 { // DMARC off: the engine did not read From
@@ -201,11 +219,15 @@ func (m *message) End(ctx context.Context, queueID string) milter.Verdict {
 	return v
 }
 
+// Outcome returns what End found: the engine's results and the policy's
+// decision (nil and the zero Decision before End).
+func (m *Message) Outcome() (*engine.Result, policy.Decision) { return m.result, m.decision }
+
 // log writes the one info line of a checked message: who sent it, every
 // result, what the MTA was told and why, and how long it took. Its
 // attributes are built only when Info is enabled (they cost ~20
 // allocations per message).
-func (m *message) log(ctx context.Context, queueID string, r *engine.Result, d policy.Decision, eom time.Duration) {
+func (m *Message) log(ctx context.Context, queueID string, r *engine.Result, d policy.Decision, eom time.Duration) {
 	if !m.s.Log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
