@@ -231,6 +231,34 @@ func TestContainer(t *testing.T) {
 		}
 	}
 
+	t.Run("the image as shipped", func(t *testing.T) {
+		// No mounts: its own configuration (inet:0.0.0.0:8893), the store
+		// on the anonymous volume of its VOLUME, read-only root.
+		ports, err := freePorts(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+		name := "authmilter-it-shipped-" + suffix
+		names = append(names, name)
+		pod.must(t, "run", "--detach", "--name", name, "--read-only", "--read-only-tmpfs=false",
+			"--network", "slirp4netns", "--publish", addr+":8893", image)
+		deadline := time.Now().Add(30 * time.Second)
+		for exec.Command(milterBin, "healthcheck", "-addr", "inet:"+addr, "-timeout", "1s").Run() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("the image's own configuration does not answer on %s after 30s; log:\n%s", addr, tail(pod.logs(name), 4000))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := pod.run("healthcheck", "run", name); err != nil {
+			t.Error(err)
+		}
+		pod.must(t, "stop", "--time", containerStop, name)
+		if code := pod.must(t, "inspect", "--format", "{{.State.ExitCode}}", name); code != "0" {
+			t.Errorf("exit code %s after podman stop, want 0", code)
+		}
+	})
+
 	first := "authmilter-it-" + suffix
 	startup := start(t, first)
 	t.Logf("start-up (podman run to the milter answering): %v", startup.Round(time.Millisecond))
