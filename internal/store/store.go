@@ -145,6 +145,14 @@ type request struct {
 
 var requests sync.Pool
 
+// migrateTimeout bounds applying the schema migrations. Migrating takes
+// several statements (more with each schema version) and happens at start
+// or when the database comes back, not while a message waits: it must not
+// share one commit's WriteTimeout, which tests and busy sites set short
+// (TestSpoolWhileLocked/postgres failed under load with "relation
+// \"records\" does not exist": the schema was never created; issue 19).
+func (o Options) migrateTimeout() time.Duration { return max(o.WriteTimeout, 10*time.Second) }
+
 // Open opens the backend, applies the schema migrations, replays spool
 // files left by earlier runs and starts the writer. A PostgreSQL server that
 // is down at start does not fail Open: records go to the spool until it is
@@ -199,9 +207,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.db = db
-		// Migrating takes several statements (more with each schema
-		// version): give it more than one commit's WriteTimeout.
-		mctx, cancel := context.WithTimeout(ctx, max(o.WriteTimeout, 10*time.Second))
+		mctx, cancel := context.WithTimeout(ctx, o.migrateTimeout())
 		err = db.migrate(mctx)
 		cancel()
 		if errors.Is(err, ErrSchemaTooNew) {
@@ -419,7 +425,9 @@ func (s *Store) probe() bool {
 	defer cancel()
 	err := s.db.ping(ctx)
 	if err == nil {
-		err = s.db.migrate(ctx) // a database that was down at start
+		mctx, mcancel := context.WithTimeout(context.Background(), s.o.migrateTimeout())
+		err = s.db.migrate(mctx) // a database that was down at start
+		mcancel()
 	}
 	if err != nil {
 		s.log.Debug("store: database still unavailable", "err", err)

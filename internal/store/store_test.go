@@ -289,6 +289,9 @@ func TestSpoolWhileLocked(t *testing.T) {
 			o.WriteTimeout = 200 * time.Millisecond
 			o.RetryInterval = 50 * time.Millisecond
 			s := open(t, o)
+			if s.Down() { // the schema set-up has its own, longer budget (migrateTimeout)
+				t.Fatal("the database is down right after Open: schema set-up failed")
+			}
 			if err := s.Put(context.Background(), rec("l.test", time.Now(), qid(0))); err != nil {
 				t.Fatal(err)
 			}
@@ -489,5 +492,39 @@ func TestClosed(t *testing.T) {
 	}
 	if err := s.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSchemaSetupOwnBudget (issue 19): the schema set-up at Open is not
+// bound by the short WriteTimeout of a commit. Another instance holds the
+// migration lock for longer than WriteTimeout; Open still migrates and the
+// store comes up (before, under load, it came up "down" without tables and
+// the next statement failed with relation "records" does not exist).
+func TestSchemaSetupOwnBudget(t *testing.T) {
+	dsn := pgDSN(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrationLock)); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 700 * time.Millisecond
+	go func() {
+		time.Sleep(hold)
+		c.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(migrationLock))
+	}()
+	s := open(t, Options{Backend: Postgres, PostgresDSN: dsn, SpoolDir: t.TempDir(),
+		WriteTimeout: 100 * time.Millisecond, RetryInterval: time.Hour})
+	if s.Down() {
+		t.Fatal("store down after Open: the migration was cut off by WriteTimeout")
+	}
+	if err := s.Put(ctx, rec("m.test", time.Now(), "QM")); err != nil {
+		t.Fatal(err)
+	}
+	if got := queueIDs(t, s); got["QM"] != 1 {
+		t.Errorf("record not in the database: %v", got)
 	}
 }
