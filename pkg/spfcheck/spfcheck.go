@@ -4,7 +4,10 @@
 // It wraps blitiri.com.ar/go/spf (the check_host() engine) with what the
 // library leaves to its caller: the null-sender rule (§2.4), the initial
 // domain checks (§4.3), an overall time budget that ends in temperror, and
-// results as plain values that say which identity and domain were checked.
+// results as plain values that say which identity and domain were checked;
+// and it fixes what the library gets wrong by rewriting the records it
+// reads: the syntax of §4.6 (syntax.go), a "/" inside a domain-spec and the
+// %{p} macro (rewrite.go).
 package spfcheck
 
 import (
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +162,7 @@ func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out 
 			res.Result, res.Reason, res.Err = PermError, "internal error", fmt.Errorf("%w: %v", ErrInternal, p)
 		}
 	}()
-	sr := &syntaxChecking{Resolver: r}
+	sr := &syntaxChecking{Resolver: r, ip: ip}
 	result, err := spf.CheckHostWithSender(ip, helo, sender,
 		spf.WithContext(ctx), spf.WithResolver(sr))
 	out.Result = Result(result)
@@ -180,33 +184,66 @@ func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out 
 	return out
 }
 
-// syntaxChecking passes lookups through unchanged (errors stay bare
-// *net.DNSError) and checks the syntax of every SPF record fetched, keeping
-// the first error. The library looks records up one at a time, in order.
+// syntaxChecking sits between the library and the resolver: it checks the
+// syntax of every SPF record fetched, keeping the first error, and hands the
+// library a rewritten equivalent of a valid record where the library would
+// misread it (see rewrite.go). Names the library asks for are unmarked;
+// errors stay bare *net.DNSError. The library looks records up one at a
+// time, in order.
 type syntaxChecking struct {
 	Resolver
+	ip  net.IP
 	err error
+	// valid holds the validated names of ip for %{p}, looked up once per
+	// check when a record first needs them.
+	valid     []string
+	validDone bool
 }
 
 func (s *syntaxChecking) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	name = unmark(name)
 	txts, err := s.Resolver.LookupTXT(ctx, name)
 	if err != nil || s.err != nil {
 		return txts, err
 	}
 	// Select records the way the library does (§4.5); with several the
 	// library returns permerror itself.
-	var records []string
-	for _, t := range txts {
+	at := -1
+	for i, t := range txts {
 		if l := strings.ToLower(t); l == "v=spf1" || strings.HasPrefix(l, "v=spf1 ") {
-			records = append(records, t)
+			if at >= 0 {
+				return txts, nil
+			}
+			at = i
 		}
 	}
-	if len(records) == 1 {
-		if serr := CheckRecordSyntax(records[0]); serr != nil {
-			s.err = fmt.Errorf("%s: %w", name, serr)
+	if at < 0 {
+		return txts, nil
+	}
+	if serr := CheckRecordSyntax(txts[at]); serr != nil {
+		s.err = fmt.Errorf("%s: %w", name, serr)
+		return txts, nil
+	}
+	domain := strings.TrimSuffix(name, ".")
+	rec := rewriteRecord(txts[at], domain, func() string {
+		if !s.validDone {
+			s.valid, s.validDone = validatedNames(ctx, s.Resolver, s.ip), true
 		}
+		return pickValidated(s.valid, domain)
+	})
+	if rec != txts[at] {
+		txts = slices.Clone(txts)
+		txts[at] = rec
 	}
 	return txts, nil
+}
+
+func (s *syntaxChecking) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	return s.Resolver.LookupIPAddr(ctx, unmark(host))
+}
+
+func (s *syntaxChecking) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	return s.Resolver.LookupMX(ctx, unmark(name))
 }
 
 // reason turns the library's explanation into a short text.
