@@ -23,7 +23,48 @@ import (
 var ErrSenderCap = errors.New("store: reports per sender per day exceeded")
 
 // aggRowCols are the columns of agg_rows, in insert order.
-const aggRowCols = 16
+const aggRowCols = 23
+
+// counts are a row's (or a report's) messages by outcome: the n_ columns
+// of agg_rows and agg_reports (migration 4).
+type counts struct {
+	pass, dkimAligned, spfAligned, dkimPass, spfPass, quarantined, rejected int64
+}
+
+func (c *counts) add(o counts) {
+	c.pass += o.pass
+	c.dkimAligned += o.dkimAligned
+	c.spfAligned += o.spfAligned
+	c.dkimPass += o.dkimPass
+	c.spfPass += o.spfPass
+	c.quarantined += o.quarantined
+	c.rejected += o.rejected
+}
+
+func (c counts) args() []any {
+	return []any{c.pass, c.dkimAligned, c.spfAligned, c.dkimPass, c.spfPass, c.quarantined, c.rejected}
+}
+
+// rowCounts are the counts of one row; dkimResult and spfResult are the
+// results the row is shown by (firstDKIM, the first SPF result).
+func rowCounts(row *report.Row, dkimResult, spfResult string) counts {
+	n := int64(row.Count)
+	if1 := func(b bool) int64 {
+		if b {
+			return n
+		}
+		return 0
+	}
+	return counts{
+		pass:        if1(row.DKIMAligned == "pass" || row.SPFAligned == "pass"),
+		dkimAligned: if1(row.DKIMAligned == "pass"), spfAligned: if1(row.SPFAligned == "pass"),
+		dkimPass: if1(dkimResult == "pass"), spfPass: if1(spfResult == "pass"),
+		quarantined: if1(row.Disposition == "quarantine"), rejected: if1(row.Disposition == "reject"),
+	}
+}
+
+// nCols are the count columns, in counts.args order.
+const nCols = "n_pass, n_dkim_aligned, n_spf_aligned, n_dkim_pass, n_spf_pass, n_quarantined, n_rejected"
 
 // IncomingKey is the de-duplication key of a report: (reporter org, report
 // id), the org compared without regard to case.
@@ -46,6 +87,23 @@ func (s *Store) PutIncoming(ctx context.Context, r *report.Report, sender string
 	}
 	now = now.UTC()
 	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	// What each row is shown by and counts, and the report's totals.
+	type shown struct {
+		dd, dr, sd, sr string
+		n              counts
+	}
+	rows := make([]shown, len(r.Rows))
+	var total counts
+	for i := range r.Rows {
+		row := &r.Rows[i]
+		x := &rows[i]
+		x.dd, x.dr = firstDKIM(row.DKIM)
+		if len(row.SPF) > 0 {
+			x.sd, x.sr = row.SPF[0].Domain, row.SPF[0].Result
+		}
+		x.n = rowCounts(row, x.dr, x.sr)
+		total.add(x.n)
+	}
 	stored := false
 	err = s.db.inTx(ctx, func(t txer) error {
 		if maxPerDay > 0 {
@@ -57,41 +115,36 @@ func (s *Store) PutIncoming(ctx context.Context, r *report.Report, sender string
 				return fmt.Errorf("%w: %s has sent %d today", ErrSenderCap, sender, n)
 			}
 		}
+		args := append([]any{key, r.OrgName, r.ID, r.Email, r.Policy.Domain, r.Begin.Unix(), r.End.Unix(), now.Unix(),
+			sender, string(r.Format), string(pol), int64(len(r.Rows)), int64(r.Messages())}, total.args()...)
 		n, err := t.exec(ctx, `INSERT INTO agg_reports (key, org, report_id, email, domain, begin_ts, end_ts, received_ts,
-			sender, format, policy, nrows, messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
-			key, r.OrgName, r.ID, r.Email, r.Policy.Domain, r.Begin.Unix(), r.End.Unix(), now.Unix(),
-			sender, string(r.Format), string(pol), int64(len(r.Rows)), int64(r.Messages()))
+			sender, format, policy, nrows, messages, `+nCols+`) VALUES (`+placeholders(20)+`) ON CONFLICT (key) DO NOTHING`, args...)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			return nil // a duplicate
 		}
-		const per = 64 // rows per INSERT: 1,024 parameters
-		for rows := r.Rows; len(rows) > 0; {
-			k := min(len(rows), per)
+		const per = 40 // rows per INSERT: 920 parameters
+		for i := 0; i < len(r.Rows); i += per {
+			k := min(len(r.Rows)-i, per)
 			args := make([]any, 0, k*aggRowCols)
-			for i := range rows[:k] {
-				row := &rows[i]
+			for j := i; j < i+k; j++ {
+				row, x := &r.Rows[j], &rows[j]
 				data, err := json.Marshal(row)
 				if err != nil {
 					return err
 				}
-				dd, dr := firstDKIM(row.DKIM)
-				sd, sr := "", ""
-				if len(row.SPF) > 0 {
-					sd, sr = row.SPF[0].Domain, row.SPF[0].Result
-				}
 				args = append(args, key, r.Policy.Domain, r.Begin.Unix(), r.OrgName, row.SourceIP, int64(row.Count),
-					row.Disposition, row.DKIMAligned, row.SPFAligned, row.HeaderFrom, row.EnvelopeFrom, dd, dr, sd, sr, string(data))
+					row.Disposition, row.DKIMAligned, row.SPFAligned, row.HeaderFrom, row.EnvelopeFrom, x.dd, x.dr, x.sd, x.sr, string(data))
+				args = append(args, x.n.args()...)
 			}
 			q := `INSERT INTO agg_rows (report, domain, begin_ts, org, source_ip, count, disposition, dkim_aligned, spf_aligned,
-				header_from, envelope_from, dkim_domain, dkim_result, spf_domain, spf_result, data) VALUES ` +
+				header_from, envelope_from, dkim_domain, dkim_result, spf_domain, spf_result, data, ` + nCols + `) VALUES ` +
 				strings.TrimSuffix(strings.Repeat("("+placeholders(aggRowCols)+"), ", k), ", ")
 			if _, err := t.exec(ctx, q, args...); err != nil {
 				return err
 			}
-			rows = rows[k:]
 		}
 		stored = true
 		return nil
@@ -156,25 +209,28 @@ type Totals struct {
 func (t Totals) Failing() int64 { return t.Messages - t.DMARCPass }
 
 // IncomingTotals sums the rows f selects by g, largest first, at most
-// limit groups (0: all); ByDay comes in day order.
+// limit groups (0: all); ByDay comes in day order. By domain, reporter and
+// day it reads the per-report sums (agg_reports); by source, the rows.
+// Reports is not counted by source (0).
 func (s *Store) IncomingTotals(ctx context.Context, f IncomingFilter, g IncomingGroup, limit int) ([]Totals, error) {
-	key := string(g)
-	order := "2 DESC, 1"
+	key, order, table := string(g), "2 DESC, 1", "agg_reports"
+	extra := ", COUNT(*), '', '', ''"
+	msgs := "messages"
 	switch g {
-	case ByDomain, ByReporter, BySource:
+	case ByDomain, ByReporter:
 	case ByDay:
 		key, order = "CAST(begin_ts / 86400 AS TEXT)", "MIN(begin_ts)"
+	case BySource:
+		table, msgs = "agg_rows", "count"
+		extra = ", 0, MAX(dkim_domain), MAX(spf_domain), MAX(header_from)"
 	default:
 		return nil, fmt.Errorf("store: unknown grouping %q", g)
 	}
-	sum := func(cond string) string {
-		return "CAST(SUM(CASE WHEN " + cond + " THEN count ELSE 0 END) AS BIGINT)"
+	q := "SELECT " + key + ", CAST(SUM(" + msgs + ") AS BIGINT)"
+	for _, c := range strings.Split(nCols, ", ") {
+		q += ", CAST(SUM(" + c + ") AS BIGINT)"
 	}
-	q := "SELECT " + key + ", CAST(SUM(count) AS BIGINT), " +
-		sum("dkim_aligned = 'pass' OR spf_aligned = 'pass'") + ", " + sum("dkim_aligned = 'pass'") + ", " +
-		sum("spf_aligned = 'pass'") + ", " + sum("dkim_result = 'pass'") + ", " + sum("spf_result = 'pass'") + ", " +
-		sum("disposition = 'quarantine'") + ", " + sum("disposition = 'reject'") +
-		", COUNT(DISTINCT report), MAX(dkim_domain), MAX(spf_domain), MAX(header_from) FROM agg_rows"
+	q += extra + " FROM " + table
 	var where []string
 	var args []any
 	if f.Domain != "" {

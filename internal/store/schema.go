@@ -89,6 +89,28 @@ var migrations = [][]string{
 		`CREATE INDEX agg_rows_domain ON agg_rows (domain, begin_ts)`,
 		`CREATE INDEX agg_rows_report ON agg_rows (report)`,
 	},
+	{ // 4: incoming report counts kept per row and per report, so that the
+		// dashboard sums integers (and reads agg_reports, not agg_rows, for
+		// its per-domain, per-reporter and per-day totals). n_pass counts
+		// the messages that passed DMARC (DKIM or SPF aligned and passing).
+		`ALTER TABLE agg_rows ADD COLUMN n_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_dkim_aligned BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_spf_aligned BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_dkim_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_spf_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_quarantined BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_rows ADD COLUMN n_rejected BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_dkim_aligned BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_spf_aligned BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_dkim_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_spf_pass BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_quarantined BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE agg_reports ADD COLUMN n_rejected BIGINT NOT NULL DEFAULT 0`,
+		`UPDATE agg_rows SET n_pass = CASE WHEN dkim_aligned = 'pass' OR spf_aligned = 'pass' THEN count ELSE 0 END, n_dkim_aligned = CASE WHEN dkim_aligned = 'pass' THEN count ELSE 0 END, n_spf_aligned = CASE WHEN spf_aligned = 'pass' THEN count ELSE 0 END, n_dkim_pass = CASE WHEN dkim_result = 'pass' THEN count ELSE 0 END, n_spf_pass = CASE WHEN spf_result = 'pass' THEN count ELSE 0 END, n_quarantined = CASE WHEN disposition = 'quarantine' THEN count ELSE 0 END, n_rejected = CASE WHEN disposition = 'reject' THEN count ELSE 0 END`,
+		`UPDATE agg_reports SET n_pass = (SELECT COALESCE(SUM(n_pass), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_dkim_aligned = (SELECT COALESCE(SUM(n_dkim_aligned), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_spf_aligned = (SELECT COALESCE(SUM(n_spf_aligned), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_dkim_pass = (SELECT COALESCE(SUM(n_dkim_pass), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_spf_pass = (SELECT COALESCE(SUM(n_spf_pass), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_quarantined = (SELECT COALESCE(SUM(n_quarantined), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key), n_rejected = (SELECT COALESCE(SUM(n_rejected), 0) FROM agg_rows WHERE agg_rows.report = agg_reports.key)`,
+		`CREATE INDEX agg_reports_domain ON agg_reports (domain, begin_ts)`,
+	},
 }
 
 // SchemaVersion is the schema version this build migrates to.
