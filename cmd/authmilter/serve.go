@@ -522,6 +522,9 @@ func readiness(listening *atomic.Bool, st *store.Store, spoolDir string) []metri
 			switch {
 			case st == nil:
 				return "off", nil
+			case st.Losing():
+				// Mail still flows, acknowledged without its record.
+				return "", errors.New("records are being lost: neither the database nor the spool takes them (disk full?)")
 			case !st.Down():
 				return "ok", nil
 			}

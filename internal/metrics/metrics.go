@@ -237,6 +237,7 @@ func (m *Metrics) Store(stats func() store.Stats, down func() bool) {
 		c("store_commits_total", "Database transactions of the writer (committed/commits is the batch size).", func(s store.Stats) int64 { return s.Commits }),
 		c("store_records_spooled_total", "Records written to the spool because the database was slow or down.", func(s store.Stats) int64 { return s.Spooled }),
 		c("store_records_replayed_total", "Records read back from the spool into the database.", func(s store.Stats) int64 { return s.Replayed }),
+		c("store_records_lost_total", "Records kept neither in the database nor in the spool (e.g. disk full); each has an error log line.", func(s store.Stats) int64 { return s.Lost }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "store_down",
 			Help: "1 while the database is unavailable and records go to the spool."},
 			func() float64 {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +24,8 @@ func (r *Recorder) Record(ctx context.Context, m Message) {
 	if len(recs) == 0 {
 		return
 	}
-	if err := r.Store.Put(ctx, recs...); err != nil && r.Log != nil {
+	// A lost record (ErrLost) has its log line from the store already.
+	if err := r.Store.Put(ctx, recs...); err != nil && r.Log != nil && !errors.Is(err, ErrLost) {
 		r.Log.Error("record not stored", "queue_id", m.QueueID, "err", err)
 	}
 }

@@ -122,6 +122,14 @@ func (sf *spoolFile) remove() error {
 }
 
 // append writes entries as lines and fsyncs them. Safe for concurrent use.
+//
+// A write or fsync that fails (ENOSPC, EIO) loses this append's records —
+// the caller counts and logs them — but nothing else: the file is cut back
+// to what it held before, and an empty one is closed and removed, so a full
+// disk costs no descriptor and leaves no file per failed append (issue 16:
+// each failure left an empty file open until the descriptors ran out). The
+// next append tries again, so spooling resumes by itself when space
+// returns.
 func (s *spool) append(es []entry) error {
 	var b bytes.Buffer
 	for _, e := range es {
@@ -140,19 +148,57 @@ func (s *spool) append(es []entry) error {
 		}
 		s.cur = sf
 	}
-	if _, err := s.cur.f.Write(b.Bytes()); err != nil {
-		// A partial line may be on disk: start a new file for the next
-		// append; the reader drops a torn line.
-		s.done = append(s.done, s.cur)
-		s.cur = nil
-		return fmt.Errorf("store: spool write: %w", err)
+	var size int64
+	fi, err := s.cur.f.Stat()
+	if err == nil {
+		size = fi.Size()
+		if _, err = s.cur.f.Write(b.Bytes()); err != nil {
+			err = fmt.Errorf("store: spool write: %w", err)
+		} else if err = s.cur.f.Sync(); err != nil {
+			err = fmt.Errorf("store: spool fsync: %w", err)
+		}
 	}
-	if err := s.cur.f.Sync(); err != nil {
-		s.done = append(s.done, s.cur)
-		s.cur = nil
-		return fmt.Errorf("store: spool fsync: %w", err)
+	if err != nil {
+		s.cutBack(size)
 	}
-	return nil
+	return err
+}
+
+// cutBack undoes a failed append to the current file, which held size
+// bytes before it. Called with mu held.
+func (s *spool) cutBack(size int64) {
+	sf := s.cur
+	if size == 0 {
+		// Nothing acknowledged in it: the file goes, with its descriptor.
+		s.cur = nil
+		sf.remove() //nolint:errcheck // best effort; an empty file left is replayed as nothing
+		return
+	}
+	if sf.f.Truncate(size) == nil && sf.f.Sync() == nil {
+		return // as it was: the next append goes on in it
+	}
+	// Its earlier records were acknowledged: keep it for the replay (a
+	// torn last line is dropped there) and start a new file next time.
+	s.done = append(s.done, sf)
+	s.cur = nil
+}
+
+// probe reports whether a record-sized write and fsync succeed in the
+// spool directory now (the disk has room again), leaving nothing behind.
+func (s *spool) probe() error {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.dir, "probe-*.tmp") // not a spool file name
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 4096)); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 func (s *spool) create() (*spoolFile, error) {

@@ -30,6 +30,10 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrSchemaTooNew: the database was migrated by a newer build.
 	ErrSchemaTooNew = errors.New("schema is newer than this build")
+	// ErrLost: a record could be kept neither in the database nor in the
+	// spool (e.g. the disk is full). The store has counted it
+	// (Stats.Lost) and logged one line for it.
+	ErrLost = errors.New("store: record lost: database and spool both failed")
 	// ErrBadDSN: the PostgreSQL connection string does not parse.
 	ErrBadDSN = errors.New("not a valid PostgreSQL connection string (URL or key=value)")
 )
@@ -97,6 +101,7 @@ type Stats struct {
 	Commits   int64 // the writer's transactions that did (Committed/Commits is the batch size)
 	Spooled   int64 // written to the spool (by the writer or a waiter that gave up)
 	Replayed  int64 // read back from spool files and inserted (duplicates included)
+	Lost      int64 // kept neither in the database nor in the spool (ErrLost)
 }
 
 // backend is one database.
@@ -129,8 +134,12 @@ type Store struct {
 
 	down atomic.Bool // the writer treats the database as unavailable
 
-	committed, commits, spooled, replayed atomic.Int64
-	attempts                              atomic.Int64 // the writer's inserts begun (tests watch it)
+	// losing is set when a record is lost and cleared when one is kept
+	// again, or when the replayer finds the spool writable again.
+	losing atomic.Bool
+
+	committed, commits, spooled, replayed, lost atomic.Int64
+	attempts                                    atomic.Int64 // the writer's inserts begun (tests watch it)
 }
 
 // request is one Put's records on their way to the writer. In sync mode
@@ -321,13 +330,33 @@ func (s *Store) Put(ctx context.Context, recs ...report.Record) error {
 
 func (s *Store) spoolSelf(es []entry, why string) error {
 	if err := s.sp.append(es); err != nil {
-		s.log.Error("store: record lost: database and spool both failed", "err", err)
-		return err
+		return s.lose(es, err)
 	}
 	s.spooled.Add(int64(len(es)))
+	s.losing.Store(false)
 	s.log.Debug("store: records spooled", "n", len(es), "why", why)
 	return nil
 }
+
+// lose counts and logs, one line each, records that could be kept neither
+// in the database nor in the spool, and returns the error for their
+// waiters. Mail is not held up: the message is acknowledged without its
+// record, and /readyz reports the store unhealthy (Losing) until a record
+// is kept again.
+func (s *Store) lose(es []entry, err error) error {
+	s.lost.Add(int64(len(es)))
+	s.losing.Store(true)
+	for _, e := range es {
+		s.log.Error("store: record lost: database and spool both failed", "queue_id", e.rec.QueueID,
+			"policy_domain", e.rec.Policy.Domain, "header_from", e.rec.HeaderFrom, "err", err)
+	}
+	return fmt.Errorf("%w: %w", ErrLost, err)
+}
+
+// Losing reports whether records are being lost now: the last record
+// could be kept neither in the database nor in the spool, and the spool
+// has not been found writable since.
+func (s *Store) Losing() bool { return s.losing.Load() }
 
 // writer is the one goroutine that commits: it takes the first queued
 // request, every other request already queued (up to MaxBatch records),
@@ -395,6 +424,7 @@ func (s *Store) commit(batch []*request, n int) {
 		if err == nil {
 			s.committed.Add(int64(len(es)))
 			s.commits.Add(1)
+			s.losing.Store(false)
 			answer(batch, nil)
 			return
 		}
@@ -404,8 +434,9 @@ func (s *Store) commit(batch []*request, n int) {
 	err = s.sp.append(es)
 	if err == nil {
 		s.spooled.Add(int64(len(es)))
+		s.losing.Store(false)
 	} else {
-		s.log.Error("store: records lost: database and spool both failed", "n", len(es), "err", err)
+		err = s.lose(es, err)
 	}
 	answer(batch, err)
 }
@@ -463,6 +494,15 @@ func (s *Store) replayer() {
 		case <-tick.C:
 		case <-s.stop:
 			return
+		}
+		if s.losing.Load() {
+			// Records were lost (disk full?): find out without waiting
+			// for the next message whether the spool takes them again,
+			// so /readyz recovers by itself.
+			if err := s.sp.probe(); err == nil {
+				s.log.Info("store: the spool is writable again; records are kept")
+				s.losing.Store(false)
+			}
 		}
 		if s.down.Load() && !s.probe() {
 			continue
@@ -554,7 +594,8 @@ func (s *Store) Close() error {
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	return Stats{Committed: s.committed.Load(), Commits: s.commits.Load(), Spooled: s.spooled.Load(), Replayed: s.replayed.Load()}
+	return Stats{Committed: s.committed.Load(), Commits: s.commits.Load(), Spooled: s.spooled.Load(), Replayed: s.replayed.Load(),
+		Lost: s.lost.Load()}
 }
 
 // Down reports whether the writer currently treats the database as

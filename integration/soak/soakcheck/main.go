@@ -167,13 +167,23 @@ func check(ctx context.Context, corpus, ackedPath, state, samples, maxRep, loadR
 
 	spools, _ := filepath.Glob(filepath.Join(state, "spool-*.jsonl"))
 	s.SpoolLeft = len(spools)
-	// Opening the store replays spool files: a spooled record is kept,
-	// not lost.
+	// Opening the store starts the replay of spool files in the
+	// background: a spooled record is kept, not lost, once its file is
+	// replayed and removed. Count only then.
 	st, err := store.Open(ctx, store.Options{Backend: store.SQLite, SQLitePath: filepath.Join(state, "records.db"), SpoolDir: state})
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		left, _ := filepath.Glob(filepath.Join(state, "spool-*.jsonl"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d spool files not replayed after a minute", len(left))
+		}
+	}
 	got := map[string]int{}
 	err = st.Each(ctx, store.Query{}, func(r store.Row) error {
 		got[r.Record.QueueID]++

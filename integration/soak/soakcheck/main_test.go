@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,7 +117,7 @@ func TestCheck(t *testing.T) {
 	write("corpus/index.tsv", "a.eml\t192.0.2.1\t-\th\ta@rua.example\tb@rcpt.test\nb.eml\t192.0.2.1\t-\th\ta@norua.example\tb@rcpt.test\n")
 	write("corpus/a.eml", "From: a@rua.example\n\nhi\n")
 	write("corpus/b.eml", "From: a@norua.example\n\nhi\n")
-	write("acked.tsv", "Q1\ta.eml\taccept\nQ2\ta.eml\taccept\nQ3\tb.eml\taccept\n")
+	write("acked.tsv", "Q1\ta.eml\taccept\nQ2\ta.eml\taccept\nQ3\tb.eml\taccept\nQ4\ta.eml\taccept\n")
 	var samples strings.Builder
 	samples.WriteString("# header\n")
 	for i, ph := range []string{"idle-start", "load", "load", "load", "load", "idle-end"} {
@@ -138,11 +139,19 @@ func TestCheck(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Q2's record is in a spool file the daemon left: the store replays it
+	// in the background after Open, and check waits for that.
+	rec.QueueID = "Q2"
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("state/spool-0123456789abcdef.jsonl", `{"id":"0123456789abcdef0123456789abcdef","record":`+string(data)+"}\n")
 	s, err := check(ctx, filepath.Join(dir, "corpus"), filepath.Join(dir, "acked.tsv"), state, filepath.Join(dir, "samples.tsv"), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Acked != 3 || s.Expected != 2 || s.Rows != 1 || s.Lost != 1 || len(s.LostSample) != 1 || s.LostSample[0] != "Q2" || s.OK {
+	if s.Acked != 4 || s.Expected != 3 || s.Rows != 2 || s.Lost != 1 || len(s.LostSample) != 1 || s.LostSample[0] != "Q4" || s.SpoolLeft != 1 || s.OK {
 		t.Errorf("summary %+v", s)
 	}
 }
