@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -189,6 +190,24 @@ func TestKeyRecords(t *testing.T) {
 		return strings.Replace(zone, good, strings.Join(lines, "\n"), 1)
 	}
 	const name = "other._domainkey.example.org. 300 IN "
+	// other is the key record of another fixture selector, published at
+	// selector "other".
+	other := func(sel string) string {
+		for _, l := range strings.Split(zone, "\n") {
+			if strings.HasPrefix(l, sel+"._domainkey.example.org. ") {
+				return name + l[strings.Index(l, "TXT "):]
+			}
+		}
+		t.Fatalf("no record for selector %s", sel)
+		return ""
+	}
+	junk := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf(`%sTXT "token-%d"`, name, i))
+		}
+		return out
+	}
 	ed := `"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="`
 	tests := []struct {
 		name  string
@@ -204,7 +223,17 @@ func TestKeyRecords(t *testing.T) {
 		{"REFUSED", zone, dns.RcodeRefused, want{status: StatusTempError, reason: "key DNS lookup failed"}},
 		{"malformed base64", withOther(name + `TXT "v=DKIM1; p=not*base64"`), 0, want{status: StatusPermError, reason: "malformed key"}},
 		{"not a key", withOther(name + `TXT "v=DKIM1; p=AAAA"`), 0, want{status: StatusPermError, reason: "malformed key"}},
-		{"two records", withOther(good, name+`TXT "v=DKIM1; p="`), 0, want{status: StatusPermError, reason: "several key records"}},
+		// RFC 6376 §3.6.2.2, §6.1.2: only TXT records that parse as key
+		// records count; two or three valid ones are tried in turn.
+		{"verification token beside the key", withOther(name+`TXT "google-site-verification=abc123"`, good), 0, want{status: StatusPass, keyBits: 2048}},
+		{"SPF record beside the key", withOther(good, name+`TXT "v=spf1 -all"`), 0, want{status: StatusPass, keyBits: 2048}},
+		{"revoked record beside the key", withOther(good, name+`TXT "v=DKIM1; p="`), 0, want{status: StatusPass, keyBits: 2048}},
+		{"another valid key beside the right one", withOther(other("rsa4096"), good), 0, want{status: StatusPass, keyBits: 2048}},
+		{"an Ed25519 key beside the RSA key", withOther(name+"TXT "+ed, good), 0, want{status: StatusPass, keyBits: 2048}},
+		{"two valid keys, neither signed it", withOther(other("rsa4096"), other("rsa1024")), 0, want{status: StatusFail, reason: "signature mismatch"}},
+		{"only TXT records that are not keys", withOther(name+`TXT "hello"`, name+`TXT "v=spf1 -all"`), 0, want{status: StatusPermError, reason: "malformed key"}},
+		{"four valid key records", withOther(good, other("rsa4096"), other("rsa1024"), other("rsa512")), 0, want{status: StatusPermError, reason: "several key records"}},
+		{"eleven TXT records", withOther(append([]string{good}, junk(10)...)...), 0, want{status: StatusPermError, reason: "several key records"}},
 		{"ed25519 key for rsa-sha256", withOther(name + "TXT " + ed), 0, want{status: StatusPermError, reason: "key type does not match a="}},
 		{"h=sha1 only", withOther(strings.Replace(good, "v=DKIM1; k=rsa;", "v=DKIM1; k=rsa; h=sha1;", 1)), 0, want{status: StatusPermError, reason: "hash not allowed by key"}},
 		{"s= not email", withOther(strings.Replace(good, "v=DKIM1; k=rsa;", "v=DKIM1; k=rsa; s=tlsrpt;", 1)), 0, want{status: StatusPermError, reason: "key not for email"}},

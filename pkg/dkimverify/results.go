@@ -1,12 +1,14 @@
 package dkimverify
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -65,14 +67,15 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	if k == nil || s.field < 0 {
 		return &verdict{StatusTempError, "verification not completed", fmt.Errorf("%w: signature state lost", ErrInternal)}, scratch
 	}
-	key, vd := k.key()
+	keys, vd := k.keys()
 	if vd != nil {
 		return vd, scratch
 	}
-	res.KeyBits = key.bits
-	if vd := key.usable(s); vd != nil {
+	res.KeyBits = keys[0].bits
+	if keys, vd = usableKeys(keys, s); vd != nil {
 		return vd, scratch
 	}
+	res.KeyBits = keys[0].bits
 
 	// The budget is checked before each signature's costly part: the
 	// header hash and the public-key operation.
@@ -105,10 +108,11 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 
 	// §6.1.3 step 4-5: the header hash and the signature.
 	digest, scratch := headerDigest(v.fields, &v.index, s, scratch)
-	err := key.check(digest, s.sigBytes)
+	key, err := checkAny(keys, digest, s.sigBytes)
 	if err != nil {
 		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkim: signature did not verify: %w", err)}, scratch
 	}
+	res.KeyBits = key.bits
 
 	// RFC 8301 §3.2 allows sites to ask for more than 1024 bits.
 	if key.alg == "rsa" && key.bits < v.opts.MinRSABits {
@@ -124,9 +128,38 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 	return nil, scratch
 }
 
-// key returns the parsed key record of a finished lookup, or why there is
-// none to use (RFC 6376 §6.1.2 steps 2-5).
-func (k *keyLookup) key() (*pubKey, *verdict) {
+// Bounds on the key records of one selector (RFC 6376 §3.6.2.2 says there
+// should be one; see keys).
+const (
+	maxKeyTXT     = 10 // TXT records looked at
+	maxKeyRecords = 3  // valid key records tried
+)
+
+// keys returns the key records of a finished lookup to try, in the order
+// DNS gave them, or why there is none to use (RFC 6376 §6.1.2 steps 2-5).
+//
+// Several TXT records at a selector name: "the results are undefined"
+// (RFC 6376 §3.6.2.2), and the verifier "can choose one of the key records
+// or may cycle through the key records" (§6.1.2). A stray TXT record beside
+// the key (a site verification token, an SPF record) is common and must
+// not break every signature: only the records that parse as key records
+// count. One is the key. Two or three (a key rollover, an RSA and an
+// Ed25519 key at one selector) are tried in turn, as §6.1.2 allows: a
+// signature passes if one usable key verifies it — none of them is more
+// authoritative than another, and whoever can publish one of them controls
+// the selector anyway. More than three valid key records, or more than ten
+// TXT records, are a publishing mistake we refuse (permerror) rather than
+// spend the work on.
+//
+// What others do: go-msgauth v0.7 refuses any second TXT record
+// ("multiple TXT records found for key", permerror; read in its code). mox
+// skips TXT records that are not DKIM records, gives permerror for one that
+// claims v=DKIM1 but is invalid, and temperror for two valid ones (read in
+// its code). dkimpy uses the first TXT record of the answer, whatever it is
+// (its dnsplug returns the first; a non-key record there fails the
+// signature; read in its code). OpenDKIM reports more than one record as
+// DKIM_SIGERROR_MULTIREPLY (from memory).
+func (k *keyLookup) keys() ([]*pubKey, *verdict) {
 	switch {
 	case k.err != nil && k.notFound:
 		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}
@@ -134,13 +167,67 @@ func (k *keyLookup) key() (*pubKey, *verdict) {
 		return nil, &verdict{StatusTempError, "key DNS lookup failed", fmt.Errorf("dkim: key unavailable: %w", k.err)}
 	case len(k.txts) == 0:
 		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}
-	case len(k.txts) > 1:
-		// RFC 6376 §6.1.2 lets the verifier choose; several records
-		// for one selector is a publishing mistake we do not guess
-		// around.
+	case len(k.txts) == 1:
+		key := cachedKey(k.txts[0])
+		if key.bad != nil {
+			return nil, key.bad
+		}
+		return []*pubKey{key}, nil
+	case len(k.txts) > maxKeyTXT:
 		return nil, permerror("several key records", "%d TXT records at %s", len(k.txts), k.name)
 	}
-	return cachedKey(k.txts[0]), nil
+	var keys []*pubKey
+	var firstBad *verdict
+	for i, t := range k.txts {
+		if slices.Contains(k.txts[:i], t) {
+			continue // the same record twice
+		}
+		key := cachedKey(t)
+		if key.bad != nil {
+			firstBad = cmp.Or(firstBad, key.bad)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	switch {
+	case len(keys) == 0:
+		return nil, permerror("malformed key", "none of the %d TXT records at %s is a key record (the first: %w)", len(k.txts), k.name, firstBad.err)
+	case len(keys) > maxKeyRecords:
+		return nil, permerror("several key records", "%d key records at %s", len(keys), k.name)
+	}
+	return keys, nil
+}
+
+// usableKeys returns the keys that can verify s (RFC 6376 §6.1.2 steps
+// 6-9), or the verdict of the first when none can.
+func usableKeys(keys []*pubKey, s *signature) ([]*pubKey, *verdict) {
+	var ok []*pubKey
+	var first *verdict
+	for _, k := range keys {
+		if vd := k.usable(s); vd != nil {
+			first = cmp.Or(first, vd)
+			continue
+		}
+		ok = append(ok, k)
+	}
+	if len(ok) == 0 {
+		return nil, first
+	}
+	return ok, nil
+}
+
+// checkAny verifies sig with each key in turn (§6.1.2 "cycle through the
+// key records") and returns the one that verified, or the first error.
+func checkAny(keys []*pubKey, digest, sig []byte) (*pubKey, error) {
+	var first error
+	for _, k := range keys {
+		err := k.check(digest, sig)
+		if err == nil {
+			return k, nil
+		}
+		first = cmp.Or(first, err)
+	}
+	return nil, first
 }
 
 // check verifies sig over the SHA-256 digest with the key: rsa-sha256

@@ -126,10 +126,12 @@ func keyError(v *verdict) *KeyError { return &KeyError{v.status, v.reason, v.err
 
 // PublicKey is a parsed key record (RFC 6376 §3.6.1), from the same cache
 // the DKIM verifier uses.
-type PublicKey struct{ k *pubKey }
+// Several valid key records at one selector are all kept and tried in
+// turn by Verify (see keyLookup.keys).
+type PublicKey struct{ keys []*pubKey }
 
-// Bits is the RSA modulus size; 0 for Ed25519.
-func (k *PublicKey) Bits() int { return k.k.bits }
+// Bits is the RSA modulus size of the (first) key; 0 for Ed25519.
+func (k *PublicKey) Bits() int { return k.keys[0].bits }
 
 // FetchKey looks up and parses the key selector._domainkey.domain
 // (RFC 6376 §3.6.2) through r, with the DKIM verifier's rules for missing,
@@ -138,11 +140,11 @@ func (k *PublicKey) Bits() int { return k.k.bits }
 func FetchKey(ctx context.Context, r TXTResolver, selector, domain string) (*PublicKey, error) {
 	k := &keyLookup{name: keyName(selector, domain), done: make(chan struct{})}
 	k.run(ctx, r)
-	key, vd := k.key()
+	keys, vd := k.keys()
 	if vd != nil {
 		return nil, keyError(vd)
 	}
-	return &PublicKey{key}, nil
+	return &PublicKey{keys}, nil
 }
 
 // Verify checks sig over the SHA-256 digest for a signature with a=
@@ -159,15 +161,17 @@ func (k *PublicKey) Verify(algorithm, domain string, minRSABits int, digest, sig
 		return keyError(permerror("unsupported signature parameter", "a=%s", algorithm))
 	}
 	s := &signature{sigTags: sigTags{algorithm: algorithm, domain: domain}, keyAlg: keyAlg}
-	if vd := k.k.usable(s); vd != nil {
+	keys, vd := usableKeys(k.keys, s)
+	if vd != nil {
 		return keyError(vd)
 	}
-	if err := k.k.check(digest, sig); err != nil {
+	key, err := checkAny(keys, digest, sig)
+	if err != nil {
 		return &KeyError{StatusFail, "signature mismatch", fmt.Errorf("signature did not verify: %w", err)}
 	}
-	if k.k.alg == "rsa" && k.k.bits < max(minRSABits, 1024) {
-		return &KeyError{StatusPolicy, fmt.Sprintf("key too small (%d bits)", k.k.bits),
-			fmt.Errorf("%w: %d bits, want %d", ErrKeyTooSmall, k.k.bits, max(minRSABits, 1024))}
+	if key.alg == "rsa" && key.bits < max(minRSABits, 1024) {
+		return &KeyError{StatusPolicy, fmt.Sprintf("key too small (%d bits)", key.bits),
+			fmt.Errorf("%w: %d bits, want %d", ErrKeyTooSmall, key.bits, max(minRSABits, 1024))}
 	}
 	return nil
 }
