@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"reflect"
 	"regexp"
 	"sort"
@@ -472,6 +473,10 @@ func (c *Config) Validate() Errors {
 			break
 		}
 	}
+	if g := c.Milter.SocketGroup; g != "" && lookupGroup(g) != nil {
+		// The daemon would fail at start (chgrp), after check-config said ok.
+		bad("milter.socket_group", "there is no group %q on this machine", g)
+	}
 	if len(c.Milter.Listen) == 0 {
 		bad("milter.listen", "at least one socket is needed")
 	}
@@ -503,8 +508,11 @@ func (c *Config) Validate() Errors {
 			bad("dns.servers", "%q %v", s, err)
 		}
 	}
-	if c.DNS.Timeout.Duration <= 0 {
-		bad("dns.timeout", "must be positive")
+	// A timeout no answer can meet turns every lookup into a temperror,
+	// and then all mail is accepted unchecked (or deferred): refused here,
+	// not found at run time (issue 19).
+	if c.DNS.Timeout.Duration < 10*time.Millisecond || c.DNS.Timeout.Duration > time.Minute {
+		bad("dns.timeout", "must be between 10ms and 1m (one query attempt)")
 	}
 	if c.DNS.MessageBudget.Duration < time.Second {
 		bad("dns.message_budget", "must be at least 1s")
@@ -527,8 +535,8 @@ func (c *Config) Validate() Errors {
 			bad("policy.ignore_mail_from", "%q is not a domain name (or .domain for it and its subdomains)", d)
 		}
 	}
-	if c.SPF.Timeout.Duration <= 0 {
-		bad("spf.timeout", "must be positive")
+	if c.SPF.Timeout.Duration < 10*time.Millisecond {
+		bad("spf.timeout", "must be at least 10ms (an SPF check needs DNS answers)")
 	}
 	oneOf("spf.fail_action", c.SPF.FailAction, "none", "reject")
 	oneOf("spf.permerror_action", c.SPF.PermerrorAction, "none", "reject")
@@ -572,6 +580,17 @@ func (c *Config) Validate() Errors {
 	es = append(es, c.validateIncomingReports()...)
 	es = append(es, c.validateDashboard()...)
 	return es
+}
+
+// lookupGroup reports whether a group exists; a variable for tests.
+var lookupGroup = func(name string) error {
+	_, err := user.LookupGroup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			_, err = user.LookupGroupId(name)
+		}
+	}
+	return err
 }
 
 // checkServer checks a DNS server as the resolver dials it: an IP address,

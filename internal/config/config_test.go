@@ -70,6 +70,12 @@ func TestParseErrors(t *testing.T) {
 		{"dns port zero", "[dns]\nservers = [\"127.0.0.1:0\"]\n", "dns.servers", 2, "from 1 to 65535"},
 		{"dns port name", "[dns]\nservers = [\"127.0.0.1:dns\"]\n", "dns.servers", 2, "from 1 to 65535"},
 		{"dns host name", "[dns]\nservers = [\"resolver.example:53\"]\n", "dns.servers", 2, "not an IP address"},
+		{"dns timeout no answer can meet", "[dns]\ntimeout = \"1ms\"\n", "dns.timeout", 2, "between 10ms and 1m"},
+		{"dns timeout of an hour", "[dns]\ntimeout = \"1h\"\n", "dns.timeout", 2, "between 10ms and 1m"},
+		{"spf timeout no answer can meet", "[spf]\ntimeout = \"1us\"\n", "spf.timeout", 2, "at least 10ms"},
+		{"socket group missing", "[milter]\nsocket_group = \"no-such-group-19\"\n", "milter.socket_group", 2, "no group"},
+		{"postgres dsn unreadable", "[store]\nbackend = \"postgres\"\npostgres_dsn = \"postgres://u:secret@[::1\"\n", "store.postgres_dsn", 3, "not shown"},
+		{"smtp host with port", "[report.smtp]\nhost = \"127.0.0.1:25\"\n", "report.smtp.host", 2, "the port goes in report.smtp.port"},
 		{"bad ignore_mail_from", "[policy]\nignore_mail_from = [\"a@b.example\"]\n", "policy.ignore_mail_from", 2, "not a domain"},
 		{"bad external_ignore", "[signing]\n\nexternal_ignore = [\"10.0.0.0/33\"]\n", "signing.external_ignore", 3, "not an IP"},
 	}
@@ -209,5 +215,14 @@ func TestParseReportsEverything(t *testing.T) {
 		if strings.Contains(es.Error(), bad) {
 			t.Errorf("message shows %q:\n%s", bad, es.Error())
 		}
+	}
+}
+
+// TestDSNErrorHidesSecret: an unreadable postgres_dsn is refused without
+// showing it (it may hold a password).
+func TestDSNErrorHidesSecret(t *testing.T) {
+	_, err := Parse([]byte("[store]\nbackend = \"postgres\"\npostgres_dsn = \"postgres://u:hunter2@[::1\"\n"))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/mail"
 	"os"
 	"strings"
@@ -119,6 +120,8 @@ func (c *Config) validateReport() Errors {
 	m := r.SMTP
 	if m.Host == "" {
 		bad("report.smtp.host", "must not be empty")
+	} else if strings.ContainsAny(m.Host, " \t/@") || (strings.Contains(m.Host, ":") && net.ParseIP(m.Host) == nil) {
+		bad("report.smtp.host", `"`+m.Host+`" is not a host name or IP address (the port goes in report.smtp.port)`)
 	}
 	if m.Port < 1 || m.Port > 65535 {
 		bad("report.smtp.port", "must be between 1 and 65535")

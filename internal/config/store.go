@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Store configures the per-message records (issue 6; internal/store).
@@ -43,6 +45,10 @@ func (c *Config) validateStore() Errors {
 	case "postgres":
 		if strings.TrimSpace(s.PostgresDSN) == "" {
 			bad("store.postgres_dsn", `is required with backend = "postgres"`)
+		} else if _, err := pgconn.ParseConfig(s.PostgresDSN); err != nil {
+			// Not the value, nor the parser's text (which quotes it): it
+			// may hold a password.
+			bad("store.postgres_dsn", `cannot be read as a PostgreSQL URL ("postgres://user:password@host:5432/db") or key=value string; the value is not shown, it may hold a password`)
 		}
 	default:
 		bad("store.backend", `"`+s.Backend+`" is not one of sqlite, postgres, off`)
