@@ -199,6 +199,32 @@ func TestMigratedSeeds(t *testing.T) {
 				t.Errorf("%s: got our Authentication-Results:\n%s", c.name, d.headerText())
 			}
 		}
+
+		// The local: socket as migrate wrote it (socket_group "postfix",
+		// mode 0660), now really a unix socket behind Postfix's smtpd, which
+		// runs as user postfix: it connects. Without socket_group the same
+		// socket is root's, smtpd may not open it and every client gets 451
+		// — the first-day outage — and the start log says what to set.
+		unixTOML := strings.Replace(toml, `listen = ["inet:`+pf.milterAlt+`"]`, `listen = ["unix:`+pf.milterSock+`"]`, 1)
+		t.Run("unix socket with socket_group", func(t *testing.T) {
+			m := runMilter(t, "seed-opendmarc-unix", milterConfig{Listen: []string{"unix:" + pf.milterSock}, Raw: unixTOML})
+			id := newID(t.Name())
+			d := deliver(t, pf.smtpUnix, spoofer, from, message(id, from), id)
+			wantResult(t, wantAR(t, d), "dmarc", "header.from", "dmarc-reject.test", "fail")
+			if !strings.Contains(m.log.String(), `msg="milter socket" path=`+pf.milterSock+` owner=root group=postfix mode=0660`) {
+				t.Errorf("start log lacks the socket line:\n%s", tail(m.log.String(), 2000))
+			}
+		})
+		t.Run("unix socket without socket_group", func(t *testing.T) {
+			noGroup := regexp.MustCompile(`(?m)^socket_group = .*$`).ReplaceAllString(unixTOML, "")
+			m := runMilter(t, "seed-opendmarc-nogroup", milterConfig{Listen: []string{"unix:" + pf.milterSock}, Raw: noGroup})
+			if !strings.Contains(m.log.String(), `set milter.socket_group = \"postfix\"`) {
+				t.Errorf("no hint in the start log:\n%s", tail(m.log.String(), 2000))
+			}
+			id := newID(t.Name())
+			_, err := sendOne(pf.smtpUnix, spoofer, from, []string{"rcpt@rcpt.test"}, message(id, from))
+			wantSMTPError(t, err, 451, "4.7.1")
+		})
 	})
 
 	// postfix-policyd-spf-perl: spf=fail is rejected at the SMTP level,
