@@ -22,7 +22,7 @@ func startFailureReports(cfg *config.Config, st *store.Store, res *resolver.Reso
 	if !f.Enabled || st == nil {
 		return nil, func() {}, nil
 	}
-	agg, err := newReporter(cfg, st, log) // the relay settings, shared with aggregate reports
+	agg, err := newReporter(cfg, st, res, log) // the relay settings, shared with aggregate reports
 	if err != nil {
 		return nil, nil, err
 	}

@@ -72,7 +72,12 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
-	r, err := newReporter(cfg, st, log)
+	res, err := newResolver(cfg, log)
+	if err != nil {
+		log.Error("cannot report", "err", err)
+		return 1
+	}
+	r, err := newReporter(cfg, st, res, log)
 	if err != nil {
 		log.Error("cannot report", "err", err)
 		return 1
@@ -126,12 +131,9 @@ func notDueYet(ctx context.Context, r *reportmail.Runner, st reportmail.Store) s
 
 // newReporter builds the report runner the configuration describes, on
 // the given store; serve's scheduler and `authmilter report` share it.
-func newReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (*reportmail.Runner, error) {
+func newReporter(cfg *config.Config, st reportmail.Store, res report.Resolver, log *slog.Logger) (*reportmail.Runner, error) {
 	c := cfg.Report
-	res, err := newResolver(cfg, log)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	receiver := c.Receiver
 	if receiver == "" && c.From != "" {
 		receiver = c.From[strings.LastIndexByte(c.From, '@')+1:]
@@ -172,11 +174,11 @@ func newReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger) (*re
 // reports of each closed period are sent without a cron job; the store's
 // lock makes one MX of several send. stop ends it and waits; call it
 // before the store is closed. wrap, if not nil, wraps the mailer (metrics).
-func startReporter(cfg *config.Config, st reportmail.Store, log *slog.Logger, wrap func(reportmail.Mailer) reportmail.Mailer) (stop func(), err error) {
+func startReporter(cfg *config.Config, st reportmail.Store, res report.Resolver, log *slog.Logger, wrap func(reportmail.Mailer) reportmail.Mailer) (stop func(), err error) {
 	if !cfg.Report.Enabled {
 		return func() {}, nil
 	}
-	r, err := newReporter(cfg, st, log)
+	r, err := newReporter(cfg, st, res, log)
 	if err != nil {
 		return nil, err
 	}

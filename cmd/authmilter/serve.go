@@ -26,11 +26,9 @@ import (
 	"github.com/authmilter/authmilter/internal/failrep"
 	"github.com/authmilter/authmilter/internal/metrics"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/internal/store"
-	"github.com/authmilter/authmilter/pkg/engine"
 )
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
@@ -89,14 +87,9 @@ func newResolver(cfg *config.Config, log *slog.Logger) (*resolver.Resolver, erro
 
 // newObservedResolver is newResolver with a metrics hook (may be nil).
 func newObservedResolver(cfg *config.Config, log *slog.Logger, observe func(resolver.Event)) (*resolver.Resolver, error) {
-	cacheSize := cfg.DNS.CacheSize
-	if cacheSize == 0 {
-		cacheSize = -1 // our 0 disables the cache; the resolver reads 0 as its default size
-	}
-	res, err := resolver.New(resolver.Config{
-		Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cacheSize, CacheBytes: cfg.DNS.CacheBytes, Logger: log, Observe: observe,
-	})
+	rc := service.ResolverConfig(cfg)
+	rc.Logger, rc.Observe = log, observe
+	res, err := resolver.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
@@ -107,34 +100,30 @@ func newObservedResolver(cfg *config.Config, log *slog.Logger, observe func(reso
 // the resolver res, the store st (nil: no records) and the metrics m (nil:
 // none).
 func newService(cfg *config.Config, log *slog.Logger, res *resolver.Resolver, st *store.Store, m *metrics.Metrics) (*service.Service, error) {
-	pol, err := policy.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	svc := &service.Service{
-		AuthservID: cfg.AuthservID, Engine: engine.New(res, service.EngineOptions(cfg)), Policy: pol,
-		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log,
-	}
+	deps := service.Deps{Resolver: res, Log: log}
 	if st != nil {
 		ex, err := store.ParseExclusions(cfg.Store.ExcludeRecipients)
 		if err != nil {
 			return nil, fmt.Errorf("store.exclude_recipients: %w", err)
 		}
-		svc.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
+		deps.Records = &store.Recorder{Store: st, Exclude: ex, Log: log}
+	}
+	if m != nil {
+		deps.Observe = m
+	}
+	// The key files are read here, at start and on every reload: SIGHUP
+	// picks up rotated keys.
+	svc, err := service.New(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
 		var observe func(string)
 		if m != nil {
 			observe = m.Incoming
 		}
 		ir := cfg.IncomingReports
 		svc.Incoming = service.NewIncoming(newIngester(cfg, st, log, observe), ir.Recipients, ir.Discard, ir.MaxMailBytes)
-	}
-	if m != nil {
-		svc.Observe = m
-	}
-	// The key files are read here, at start and on every reload: SIGHUP
-	// picks up rotated keys.
-	if svc.Signing, err = service.NewSigning(cfg.Signing, cfg.Milter, log); err != nil {
-		return nil, err
 	}
 	return svc, nil
 }
@@ -349,18 +338,21 @@ func cmdServe(args []string, stderr io.Writer) int {
 		defer st.Close() // after the sessions drained: their records are queued
 		d.store = st
 		d.metrics.Store(st.Stats, st.Down)
-		stopReports, err := startReporter(cfg, st, log, d.metrics.Mailer)
+	}
+	svc, res, err := d.build(cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if st != nil {
+		// The daemon's resolver: one cache, one set of DNS metrics.
+		stopReports, err := startReporter(cfg, st, res, log, d.metrics.Mailer)
 		if err != nil {
 			log.Error("cannot start", "err", err)
 			return 1
 		}
 		// Deferred after st.Close, so the scheduler stops before the store closes.
 		defer stopReports()
-	}
-	svc, res, err := d.build(cfg)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
 	}
 	failures, stopFailures, err := startFailureReports(cfg, st, res, log, d.metrics)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"regexp"
@@ -254,15 +253,20 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "authmilter:", err)
 		return 1
 	}
-	pol, err := policy.New(cfg)
+	// The milter's service, as serve builds it, with the store, failure
+	// reports and signing off: verify checks, it never signs and needs no
+	// key files.
+	trail := newTrail(res)
+	vcfg := *cfg
+	vcfg.Signing.Enabled = false
+	svc, err := service.New(&vcfg, service.Deps{Resolver: trail})
 	if err != nil {
 		fmt.Fprintln(stderr, "authmilter:", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rep := evaluate(ctx, verifyEnv{authservID: cfg.AuthservID, eng: service.EngineOptions(cfg), pol: pol,
-		receivedSPF: cfg.SPF.ReceivedSPFHeader}, newTrail(res), in)
+	rep := evaluate(ctx, svc, trail, in)
 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -379,18 +383,11 @@ type verifyInput struct {
 	msg         *message
 }
 
-type verifyEnv struct {
-	authservID  string
-	eng         engine.Options
-	pol         *policy.Policy
-	receivedSPF bool
-}
-
-// evaluate drives the engine exactly as internal/service does for the
-// milter: Begin at MAIL FROM, each field, end of header, the body in
-// chunks, Finish; then the policy and the header edits.
-func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verifyInput) *verifyReport {
-	rep := &verifyReport{File: in.file, Notes: in.msg.notes, authservID: env.authservID, hadIP: in.ip.IsValid()}
+// evaluate runs the message through svc as the milter server does: Check
+// at MAIL FROM, each field, end of header, the body in chunks, End; the
+// header edits and the verdict are the service's own.
+func evaluate(ctx context.Context, svc *service.Service, trail *trailResolver, in verifyInput) *verifyReport {
+	rep := &verifyReport{File: in.file, Notes: in.msg.notes, authservID: svc.AuthservID, hadIP: in.ip.IsValid()}
 	mailFrom := in.mailFrom
 	if !in.mailFromSet {
 		mailFrom = ""
@@ -409,7 +406,7 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 		}
 	}
 	mailFrom = strings.TrimSuffix(strings.TrimPrefix(mailFrom, "<"), ">")
-	if !in.ip.IsValid() && env.eng.SPF {
+	if !in.ip.IsValid() && svc.Engine.Options().SPF {
 		rep.Notes = append(rep.Notes, "no -ip: SPF cannot be evaluated (permerror, invalid client IP)")
 	}
 	clientHost := in.host
@@ -418,10 +415,7 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 	}
 	rep.Envelope = verifyEnvelope{ClientIP: addrString(in.ip), ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
 
-	// The milter's own path: internal/service with the store, signing and
-	// failure reports off, fed as the milter server feeds it.
-	svc := &service.Service{AuthservID: env.authservID, Engine: engine.New(trail, env.eng), Policy: env.pol,
-		ReceivedSPF: env.receivedSPF, Log: slog.New(slog.DiscardHandler)}
+	// The milter's own path, fed as the milter server feeds it.
 	menv := milter.Envelope{ClientIP: in.ip, ClientHost: clientHost, HELO: in.helo, MailFrom: mailFrom}
 	if skip, why := svc.Skip(menv); skip {
 		rep.skipped = why
@@ -466,7 +460,7 @@ func evaluate(ctx context.Context, env verifyEnv, trail *trailResolver, in verif
 		}
 	}
 	if r.ARC.Status != "" {
-		rep.ARC = arcOut(r.ARC, env.pol.TrustedSealer)
+		rep.ARC = arcOut(r.ARC, svc.Policy.TrustedSealer)
 	}
 	if r.DMARC.Status != "" {
 		rep.DMARC = dmarcOut(r)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/authmilter/authmilter/pkg/engine"
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
@@ -109,17 +110,17 @@ type DKIM struct {
 
 // DMARC configures evaluation (RFC 9989) and the disposition.
 type DMARC struct {
-	Enabled           bool     `toml:"enabled"`
-	Mode              string   `toml:"mode"`
-	MultiFrom         string   `toml:"multi_from"`
-	MaxAuthorDomains  int      `toml:"max_author_domains"`
-	UnusableFrom      string   `toml:"unusable_from"`
-	RejectText        string   `toml:"reject_text"`
-	Quarantine        string   `toml:"quarantine"`
-	Monitor           bool     `toml:"monitor"`
-	TempError         string   `toml:"temperror"`
-	IgnoreFromDomains []string `toml:"ignore_from_domains"`
-	TrustedForwarders []string `toml:"trusted_forwarders"`
+	Enabled           bool             `toml:"enabled"`
+	Mode              string           `toml:"mode"`
+	MultiFrom         engine.MultiFrom `toml:"multi_from"`
+	MaxAuthorDomains  int              `toml:"max_author_domains"`
+	UnusableFrom      string           `toml:"unusable_from"`
+	RejectText        string           `toml:"reject_text"`
+	Quarantine        string           `toml:"quarantine"`
+	Monitor           bool             `toml:"monitor"`
+	TempError         string           `toml:"temperror"`
+	IgnoreFromDomains []string         `toml:"ignore_from_domains"`
+	TrustedForwarders []string         `toml:"trusted_forwarders"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("2s", "5m").
@@ -161,7 +162,7 @@ func Default() *Config {
 		DMARC: DMARC{
 			Enabled:           true,
 			Mode:              "rfc9989",
-			MultiFrom:         "evaluate-each",
+			MultiFrom:         engine.EvaluateEach,
 			MaxAuthorDomains:  5,
 			UnusableFrom:      "reject",
 			RejectText:        "Email rejected per DMARC policy for {domain}",
@@ -551,7 +552,7 @@ func (c *Config) Validate() Errors {
 	}
 	oneOf("dkim.body_length", c.DKIM.BodyLength, "whole-body", "refuse", "accept")
 	oneOf("dmarc.mode", c.DMARC.Mode, "rfc9989", "rfc7489")
-	oneOf("dmarc.multi_from", c.DMARC.MultiFrom, "evaluate-each", "reject", "skip")
+	oneOf("dmarc.multi_from", string(c.DMARC.MultiFrom), string(engine.EvaluateEach), string(engine.RejectMulti), string(engine.SkipMulti))
 	if c.DMARC.MaxAuthorDomains < 1 || c.DMARC.MaxAuthorDomains > 50 {
 		bad("dmarc.max_author_domains", "must be between 1 and 50")
 	}

@@ -64,7 +64,7 @@ func newRig(t *testing.T) *rig {
 	}
 	svc := &service.Service{AuthservID: cfg.AuthservID, Policy: pol, Log: log, Observe: r.m,
 		Engine: engine.New(res, engine.Options{SPF: true, CheckHELO: true, DKIM: true, DMARC: true, DMARCMode: "rfc9989",
-			MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: 5, SPFTimeout: 5 * time.Second})}
+			MultiFrom: cfg.DMARC.MultiFrom, MaxAuthorDomains: 5, SPFTimeout: 5 * time.Second})}
 	srv := milter.NewServer(service.NewCurrent(svc), milter.Options{IdleTimeout: 10 * time.Second, Log: log})
 	r.m.Sessions(srv.Sessions, srv.Refused)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

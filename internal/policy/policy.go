@@ -177,7 +177,7 @@ func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost s
 		return Decision{Action: Reject, Disposition: "reject", Why: "unusable From",
 			Reply: Reply(550, "5.7.1", "Message rejected: From header field not usable for DMARC: "+r.FromProblem)}
 	}
-	if r.FromProblem != "" && p.cfg.DMARC.MultiFrom == "reject" && !p.cfg.DMARC.Monitor {
+	if r.FromProblem != "" && p.cfg.DMARC.MultiFrom == engine.RejectMulti && !p.cfg.DMARC.Monitor {
 		return Decision{Action: Reject, Disposition: "reject", Why: r.FromProblem,
 			Reply: Reply(550, "5.7.1", "Message rejected: "+r.FromProblem)}
 	}

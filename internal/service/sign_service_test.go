@@ -36,7 +36,7 @@ func newSignService(t *testing.T, zone string, edit func(*config.Config)) (*serv
 	svc := testmilter.NewService(t, cfg, testmilter.Logger(logs, slog.LevelDebug), func(o *engine.Options) {
 		*o = engine.Options{SPF: true, CheckHELO: true, SPFTimeout: 5 * time.Second, DKIM: true,
 			DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5}, DMARC: true, DMARCMode: dmarc.Mode(cfg.DMARC.Mode),
-			MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom), MaxAuthorDomains: 5, MaxHeaderBytes: 1 << 20, MaxHeaders: 1000}
+			MultiFrom: cfg.DMARC.MultiFrom, MaxAuthorDomains: 5, MaxHeaderBytes: 1 << 20, MaxHeaders: 1000}
 	})
 	return svc, logs
 }

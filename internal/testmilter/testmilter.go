@@ -21,7 +21,6 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
 	"github.com/authmilter/authmilter/pkg/authres"
@@ -78,32 +77,23 @@ func Config(id, dnsAddr string, dnsTimeout time.Duration) *config.Config {
 }
 
 // NewService builds the Service as serve does from cfg (which must
-// validate): the real resolver on cfg.DNS, the policy, the engine with
-// service.EngineOptions (changed by editEngine when it is not nil) and the
-// signing half. It fails the test on any error.
+// validate), with service.New on the real resolver of cfg.DNS; editEngine,
+// when not nil, changes the engine's options. It fails the test on any
+// error.
 func NewService(t testing.TB, cfg *config.Config, log *slog.Logger, editEngine func(*engine.Options)) *service.Service {
 	t.Helper()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration, Attempts: cfg.DNS.Attempts})
+	res, err := resolver.New(service.ResolverConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(cfg)
+	svc, err := service.New(cfg, service.Deps{Resolver: res, Log: log, EditEngine: editEngine})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eo := service.EngineOptions(cfg)
-	if editEngine != nil {
-		editEngine(&eo)
-	}
-	sg, err := service.NewSigning(cfg.Signing, cfg.Milter, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &service.Service{AuthservID: cfg.AuthservID, Engine: engine.New(res, eo), Policy: pol,
-		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log, Signing: sg}
+	return svc
 }
 
 // Server is a milter server on a loopback TCP port.

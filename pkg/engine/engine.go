@@ -84,7 +84,7 @@ func DefaultOptions() Options {
 	return Options{
 		SPF: true, CheckHELO: true, SPFTimeout: 20 * time.Second,
 		DKIM:        true,
-		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 300 * time.Second},
+		DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 300 * time.Second, BodyLength: dkimverify.BodyLengthWhole},
 		ARC:         true, ARCOptions: arc.Options{MinRSABits: 1024, MaxSets: 10},
 		DMARC: true, DMARCMode: dmarc.ModeRFC9989, MultiFrom: EvaluateEach, MaxAuthorDomains: 5,
 		MaxHeaderBytes: 1 << 20, MaxHeaders: 1000,

@@ -102,7 +102,7 @@ func startServer(t *testing.T, authservID string) (unixSpec, tcpSpec string) {
 	eng := engine.New(res, engine.Options{
 		SPF: true, CheckHELO: true, SPFTimeout: 5 * time.Second,
 		DKIM: true, DKIMOptions: dkimverify.Options{MinRSABits: 1024, MaxSignatures: 5, ClockDrift: 5 * time.Minute},
-		DMARC: true, DMARCMode: dmarc.Mode(cfg.DMARC.Mode), MultiFrom: engine.MultiFrom(cfg.DMARC.MultiFrom),
+		DMARC: true, DMARCMode: dmarc.Mode(cfg.DMARC.Mode), MultiFrom: cfg.DMARC.MultiFrom,
 		MaxAuthorDomains: 5, MaxHeaderBytes: 1 << 20, MaxHeaders: 1000,
 	})
 	svc := &service.Service{AuthservID: authservID, Engine: eng, Policy: pol, Log: log}

@@ -24,10 +24,8 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
-	"github.com/authmilter/authmilter/pkg/engine"
 )
 
 func main() {
@@ -53,20 +51,20 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.Duration,
-		Attempts: cfg.DNS.Attempts, CacheSize: cfg.DNS.CacheSize, Logger: log})
+	// The resolver and service exactly as serve builds them (dns.cache_size
+	// = 0 is no cache here too).
+	rc := service.ResolverConfig(cfg)
+	rc.Logger = log
+	res, err := resolver.New(rc)
 	if err != nil {
 		fmt.Fprintln(stderr, "milterprof:", err)
 		return 1
 	}
-	pol, err := policy.New(cfg)
+	svc, err := service.New(cfg, service.Deps{Resolver: res, Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "milterprof:", err)
 		return 1
 	}
-	eng := engine.New(res, service.EngineOptions(cfg))
-	svc := &service.Service{AuthservID: cfg.AuthservID, Engine: eng, Policy: pol,
-		ReceivedSPF: cfg.SPF.ReceivedSPFHeader, Log: log}
 	var backend milter.Backend = svc
 	if *noop {
 		backend = noopBackend{}
