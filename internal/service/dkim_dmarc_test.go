@@ -242,7 +242,9 @@ func TestMultiFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode+"/"+tt.unusable, func(t *testing.T) {
-			h := newHarness(t, baseZone, func(c *config.Config) { c.DMARC.MultiFrom, c.DMARC.UnusableFrom = engine.MultiFrom(tt.mode), tt.unusable })
+			h := newHarness(t, baseZone, func(c *config.Config) {
+				c.DMARC.MultiFrom, c.DMARC.UnusableFrom = engine.MultiFrom(tt.mode), tt.unusable
+			})
 			c := h.connect("198.51.100.1", "[198.51.100.1]", "client.test")
 			r := c.send(tt.m)
 			if ar := r.ar(t); !hasResult(ar, tt.want) {
