@@ -4,11 +4,9 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/pkg/report"
@@ -74,19 +72,7 @@ func TestARCThroughPostfix(t *testing.T) {
 			t.Errorf("%d ARC-Seal fields delivered, want 1", got)
 		}
 
-		if err := m.stop(); err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(dir, "reports")
-		os.Mkdir(out, 0o755)
-		cfgPath := filepath.Join(dir, "report.toml")
-		if err := writeFile(cfgPath, cfg.toml()); err != nil {
-			t.Fatal(err)
-		}
-		tomorrow := time.Now().UTC().Add(26 * time.Hour).Format(time.RFC3339)
-		if o, err := exec.Command(milterBin, "report", "-config", cfgPath, "-out", out, "-now", tomorrow).CombinedOutput(); err != nil {
-			t.Fatalf("authmilter report: %v\n%s", err, tail(string(o), 3000))
-		}
+		out, _ := reportTomorrow(t, m, dir, cfg)
 		files, _ := filepath.Glob(filepath.Join(out, "*!author.example!*.xml.gz"))
 		if len(files) != 1 {
 			t.Fatalf("reports for author.example: %v", files)

@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runMilter starts authmilter with cfg for the life of t. At cleanup it must
@@ -110,3 +113,28 @@ func fixture(t *testing.T, name string) []byte {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// reportTomorrow stops the milter m (so that its store is closed), runs
+// `authmilter report` on its configuration as if it were tomorrow (the
+// period is closed) and returns the directory of the report files and the
+// command's standard output.
+func reportTomorrow(t *testing.T, m *milterProc, dir string, cfg milterConfig) (out, stdout string) {
+	t.Helper()
+	if err := m.stop(); err != nil {
+		t.Fatal(err)
+	}
+	out = filepath.Join(dir, "reports")
+	os.Mkdir(out, 0o755)
+	cfgPath := filepath.Join(dir, "report.toml")
+	if err := writeFile(cfgPath, cfg.toml()); err != nil {
+		t.Fatal(err)
+	}
+	tomorrow := time.Now().UTC().Add(26 * time.Hour).Format(time.RFC3339)
+	cmd := exec.Command(milterBin, "report", "-config", cfgPath, "-out", out, "-now", tomorrow)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("authmilter report: %v\n%s%s", err, so.String(), tail(se.String(), 3000))
+	}
+	return out, so.String()
+}

@@ -1,16 +1,13 @@
 package integration
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/xml"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // testRecordsReport: the messages Postfix carried appear as records in the
@@ -46,24 +43,7 @@ func testRecordsReport(t *testing.T, dnsAddr string) {
 	send(bad, "dmarc-quar.test", 0) // held
 	send(good, "spf-pass.test", 0)  // no DMARC record: nothing to report, no record
 
-	// Stop the milter so the store is closed, then report the day as if it
-	// were tomorrow: the period is closed.
-	if err := m.stop(); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "reports")
-	os.Mkdir(out, 0o755)
-	cfgPath := filepath.Join(dir, "report.toml")
-	if err := writeFile(cfgPath, cfg.toml()); err != nil {
-		t.Fatal(err)
-	}
-	tomorrow := time.Now().UTC().Add(26 * time.Hour).Format(time.RFC3339)
-	cmd := exec.Command(milterBin, "report", "-config", cfgPath, "-out", out, "-now", tomorrow)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("authmilter report: %v\n%s%s", err, stdout.String(), tail(stderr.String(), 3000))
-	}
+	out, stdout := reportTomorrow(t, m, dir, cfg)
 
 	files, _ := filepath.Glob(filepath.Join(out, "*.xml.gz"))
 	got := map[string]int{}
@@ -81,7 +61,7 @@ func testRecordsReport(t *testing.T, dnsAddr string) {
 		}
 	}
 	if got["spf-pass.test"] != 0 || len(got) != 2 {
-		t.Errorf("reports for %v, want exactly dmarc-reject.test and dmarc-quar.test (%d files)\n%s", got, len(files), stdout.String())
+		t.Errorf("reports for %v, want exactly dmarc-reject.test and dmarc-quar.test (%d files)\n%s", got, len(files), stdout)
 	}
 }
 

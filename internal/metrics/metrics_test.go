@@ -320,26 +320,13 @@ func TestLabelsBounded(t *testing.T) {
 	m.NotChecked("Evil\nlabel")
 	m.NotChecked(strings.Repeat("a", 100))
 	m.NotChecked("")
-	var b strings.Builder
-	srv := &http.Server{Handler: m.Handler(nil)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(&b, resp.Body)
-	resp.Body.Close()
+	b := exposition(t, m)
 	for _, want := range []string{
 		`authmilter_messages_not_checked_total{reason="ignored_host"} 1`,
 		`authmilter_messages_not_checked_total{reason="other"} 2`,
 		`authmilter_messages_not_checked_total{reason="none"} 1`,
 	} {
-		if !strings.Contains(b.String(), want) {
+		if !strings.Contains(b, want) {
 			t.Errorf("lacks %s", want)
 		}
 	}
@@ -353,6 +340,23 @@ func TestARCMetrics(t *testing.T) {
 	m.Message(pass, policy.Decision{}, time.Millisecond)
 	m.Message(&engine.Result{ARC: arc.Result{Status: arc.StatusNone}}, policy.Decision{}, time.Millisecond)
 	m.Message(&engine.Result{}, policy.Decision{}, time.Millisecond) // ARC off: not counted
+	b := exposition(t, m)
+	for _, want := range []string{
+		`authmilter_arc_results_total{result="pass"} 2`,
+		`authmilter_arc_results_total{result="none"} 1`,
+		`authmilter_arc_overrides_total{sealer="lists.example"} 1`,
+		`authmilter_overrides_total{reason="local_policy"} 1`,
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("lacks %s", want)
+		}
+	}
+}
+
+// exposition serves m's handler on a loopback port and returns what
+// GET /metrics answers.
+func exposition(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
 	var b strings.Builder
 	srv := &http.Server{Handler: m.Handler(nil)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -367,14 +371,5 @@ func TestARCMetrics(t *testing.T) {
 	}
 	io.Copy(&b, resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{
-		`authmilter_arc_results_total{result="pass"} 2`,
-		`authmilter_arc_results_total{result="none"} 1`,
-		`authmilter_arc_overrides_total{sealer="lists.example"} 1`,
-		`authmilter_overrides_total{reason="local_policy"} 1`,
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("lacks %s", want)
-		}
-	}
+	return b.String()
 }
