@@ -45,3 +45,16 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("no input: exit %d, %q", code, stderr.String())
 	}
 }
+
+// TestServeRefusesWhatCannotWork (issue 19): the daemon refuses the file
+// check-config refuses, before it listens, with the option and line.
+func TestServeRefusesWhatCannotWork(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[milter]\nlisten = [\"inet:127.0.0.1:1\"]\n[dns]\nservers = [\"127.0.0.1:99999\"]\n"), 0o644)
+	for _, args := range [][]string{{"check-config", bad}, {"serve", "-config", bad}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "line 4: dns.servers") {
+			t.Errorf("%s: exit %d, %q", args[0], code, stderr.String())
+		}
+	}
+}

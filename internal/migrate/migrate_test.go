@@ -174,3 +174,54 @@ func TestSeedOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyFileChecks: a key file is checked against the user authmilter
+// will run as: mode, owner, format, existence.
+func TestKeyFileChecks(t *testing.T) {
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Fatalf("no user nobody to check against: %v", err)
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if me.Username == "nobody" {
+		t.Fatal("run as a user other than nobody")
+	}
+	dir := t.TempDir()
+	key, err := os.ReadFile("testdata/arch-single/root/etc/opendkim/myselector.private")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	tests := []struct {
+		file, user string
+		want       []string
+	}{
+		{write("ok.key", key, 0o600), me.Username, nil},
+		{write("open.key", key, 0o644), me.Username, []string{"mode 0644 is readable by group or others"}},
+		{write("mine.key", key, 0o600), "nobody", []string{"owned by " + me.Username + ": authmilter runs as nobody and cannot read it (chown nobody"}},
+		{write("junk.key", []byte("not a key\n"), 0o600), me.Username, []string{"dkimsign"}},
+		{filepath.Join(dir, "missing.key"), me.Username, []string{"cannot be read: no such file or directory"}},
+		{write("ghost.key", key, 0o600), "no-such-user-19", []string{`user "no-such-user-19" does not exist`}},
+	}
+	for _, tc := range tests {
+		r := &run{in: Inputs{User: tc.user}}
+		got := r.keyCheck(tc.file)
+		if len(tc.want) == 0 && len(got) != 0 {
+			t.Errorf("%s: %v, want ok", tc.file, got)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(strings.Join(got, "\n"), w) {
+				t.Errorf("%s as %s: %v, want %q", filepath.Base(tc.file), tc.user, got, w)
+			}
+		}
+	}
+}
