@@ -7,7 +7,7 @@ import (
 
 // TestPostfixHarness proves the Postfix side alone: mail flows on the port
 // without milters, and a port whose milter is down answers with
-// milter_default_action (tempfail → 451 4.7.1 at MAIL, postfix-recipe.md §2.8).
+// milter_default_action (tempfail: the greeting and EHLO are normal, MAIL gets 451 4.7.1).
 func TestPostfixHarness(t *testing.T) {
 	needPostfix(t)
 	cl := client{IP: "192.0.2.1", Name: "mail.harness.test", HELO: "mail.harness.test"}

@@ -129,8 +129,10 @@ func chownTo(path, user string) error {
 	return os.Chown(path, uid, gid)
 }
 
-// mainCF is main.cf as in the tested recipe (postfix-recipe.md §1), with short
-// milter timeouts so a broken milter shows quickly. One change: with
+// mainCF is the main.cf of a self-contained loopback Postfix instance
+// (every path under its own directory, chroot off, local delivery to a
+// Maildir, XCLIENT allowed from loopback so a test sets the client), with
+// short milter timeouts so a broken milter shows quickly. One change: with
 // inet_protocols = ipv4, smtpd refuses "XCLIENT ADDR=IPV6:..." (501 Bad ADDR
 // syntax), so IPv6 is enabled; inet_interfaces still binds 127.0.0.1 only.
 func (pf *postfix) mainCF() string {

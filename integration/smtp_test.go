@@ -12,7 +12,7 @@ import (
 
 // client is who the SMTP client claims to be, set with XCLIENT (Postfix
 // XCLIENT_README) and the EHLO sent after it, which is the HELO the milter
-// sees (postfix-recipe.md §2.3).
+// sees.
 type client struct {
 	IP    string // client address; IPv6 addresses are sent as IPV6:addr
 	Name  string // client hostname; "" sends [UNAVAILABLE]

@@ -82,7 +82,8 @@ const wantActions = actAddHeaders | actChgHeaders | actQuarantine
 
 // wantProtocol are the protocol flags we ask for, each only if the MTA
 // offers it. Header values byte-exact (DKIM c=simple needs the leading
-// whitespace, NOTES.md trap 5); no DATA or unknown-command events; and no
+// whitespace: without SMFIP_HDR_LEADSPC Postfix drops one space after the
+// colon and c=simple signatures break); no DATA or unknown-command events; and no
 // reply to anything before end of message: we never answer early, so the
 // MTA need not wait for us per header or body chunk. SMFIP_SKIP is left
 // out: DKIM needs the whole body.
@@ -133,7 +134,8 @@ func appendField(p []byte, s string) []byte {
 
 // appendText appends s as a NUL-terminated string as it is, but for NUL
 // bytes. SMTP replies keep their CRLF: a multi-line reply is
-// "550-5.7.1 a\r\n550 5.7.1 b" (recipe §2.8).
+// "550-5.7.1 a\r\n550 5.7.1 b", which Postfix passes to the client as two
+// lines (checked with Postfix 3.7).
 func appendText(p []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if s[i] != 0 {

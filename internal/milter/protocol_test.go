@@ -185,8 +185,10 @@ func TestOptionNegotiation(t *testing.T) {
 	})
 }
 
-// postfixMessage is one message as Postfix 3.7 sends it (recipe §2.2-2.7),
-// with the connect stage when first.
+// postfixMessage is one message as Postfix 3.7 sends it (observed with a
+// logging milter: the macros of each stage, the queue id "i" first with the
+// headers, values byte-exact with SMFIP_HDR_LEADSPC, Abort after every
+// message), with the connect stage when first.
 func postfixMessage(first bool, auth, queueID string) []byte {
 	var b []byte
 	if first {

@@ -356,7 +356,8 @@ func (s *session) optneg(data []byte) error {
 
 // macros keeps, of a macro packet, what the session needs: j at connect,
 // {auth_authen} at MAIL, the queue id i from the headers on (Postfix
-// creates the queue file after the first RCPT; recipe §2.2). A string is
+// creates the queue file after the first RCPT, so "i" is not sent before
+// the headers). A string is
 // allocated only when a value changes.
 func (s *session) macros(data []byte) {
 	if len(data) == 0 {
@@ -493,7 +494,8 @@ func (s *session) rcpt(data []byte) {
 }
 
 // header passes one field on; with SMFIP_HDR_LEADSPC the value is byte-exact,
-// folds as bare LF (recipe §2.5). A value missing its NUL is taken as is.
+// folds as bare LF, as Postfix 3.7 sends them. A value missing its NUL is
+// taken as is.
 func (s *session) header(data []byte) {
 	defer s.guard("header")
 	if s.msg != nil {

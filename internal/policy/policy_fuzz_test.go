@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// replyShape is what Postfix accepts from a milter as a reply (NOTES.md,
-// go-milter trap 2): one line, a 4xx/5xx code, an enhanced code of the
+// replyShape is what Postfix accepts from a milter as a reply (it checks
+// "^[45]dd[ -]" and an enhanced code of the same class, else it logs
+// "malformed reply" and answers 451 4.3.5): one line, a 4xx/5xx code, an enhanced code of the
 // same class (RFC 3463 §2), text without control characters.
 var replyShape = regexp.MustCompile(`^([45])\d\d ([45])\.\d{1,3}\.\d{1,3} [^\x00-\x1f\x7f]*$`)
 

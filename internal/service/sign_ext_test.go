@@ -272,7 +272,7 @@ func (o *openDKIM) verify(t *testing.T, m signedMessage) []string {
 	for _, f := range m.fields {
 		v := strings.ReplaceAll(f.value, "\r\n", "\n")
 		if !leadSpace {
-			v = strings.TrimPrefix(v, " ") // Postfix removes exactly one space (NOTES.md)
+			v = strings.TrimPrefix(v, " ") // without SMFIP_HDR_LEADSPC Postfix removes exactly one space after the colon
 		}
 		must(t, s.Macros(gomilter.CodeHeader, "i", "ODK1"))
 		cont(t)(s.HeaderField(f.name, v))

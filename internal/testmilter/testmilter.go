@@ -133,7 +133,9 @@ func Serve(t testing.TB, backend milter.Backend, opts milter.Options, logs fmt.S
 
 // Dial opens a go-milter client session (option negotiation done) as the
 // MTA: the actions we use offered (add and change header, quarantine) and
-// no protocol options (NOTES.md, go-milter trap 10). timeout bounds each
+// no protocol options (go-milter's default client asks for a protocol
+// version its own server refuses, so the options are given explicitly).
+// timeout bounds each
 // read and write; 0 means none.
 func Dial(network, addr string, timeout time.Duration) (*gomilter.ClientSession, error) {
 	c := gomilter.NewClientWithOptions(network, addr, gomilter.ClientOptions{

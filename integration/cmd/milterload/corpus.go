@@ -12,7 +12,7 @@ import (
 
 // field is one header field as Postfix passes it with SMFIP_HDR_LEADSPC:
 // the name without trailing blanks and everything after the colon, folds
-// as bare "\n" (postfix-recipe.md §2.5).
+// as bare "\n" (as Postfix 3.7 sends them; "From : x" arrives as "From").
 type field struct {
 	name string
 	raw  string

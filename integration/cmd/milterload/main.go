@@ -1,7 +1,7 @@
 // Command milterload is a milter load generator: it replays a corpus of
 // messages with their envelopes against one milter, or a chain of milters
 // the way Postfix chains them, through the milter protocol exactly as
-// Postfix 3.7 speaks it (postfix-recipe.md: version 6 offered, default
+// Postfix 3.7 speaks it (as observed with a logging milter: version 6 offered, default
 // macros per stage, header values with their leading space and LF folds,
 // CRLF body chunks of at most 65535 bytes, Abort after every message,
 // several messages per connection), from N concurrent sessions, and

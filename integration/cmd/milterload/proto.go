@@ -198,8 +198,8 @@ func (m *mconn) negotiate() error {
 		return fmt.Errorf("%w: milter protocol version %d", errProtocol, m.version)
 	}
 	if m.version < 4 {
-		// DATA and unknown-command events came with version 4
-		// (NOTES.md: go-milter answers 2 and gets neither).
+		// DATA and unknown-command events came with version 4 (go-milter's
+		// server answers version 2 whatever is offered, and gets neither).
 		m.protocol |= pNoData | pNoUnknown
 	}
 	// Symbol lists: (uint32 stage, "name name ...\0") pairs.
