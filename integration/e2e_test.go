@@ -24,6 +24,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("dkim", testDKIM)
 	t.Run("dmarc", testDMARC)
 	t.Run("spoofed From", testSpoofFrom)
+	t.Run("MAIL FROM as parsed", testMailFrom)
 	t.Run("authentication-results", testAuthResults)
 	t.Run("two messages on one connection", testTwoMessages)
 	t.Run("authenticated submission", func(t *testing.T) { testAuthenticated(t, dnsSrv.Addr()) })

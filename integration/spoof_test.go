@@ -73,3 +73,34 @@ func testSpoofFrom(t *testing.T) {
 		})
 	}
 }
+
+// testMailFrom: issue #15 item 5 and issue #17 item 7 through the real
+// Postfix (strict_rfc821_envelopes = no, its default). SPF checks the
+// address Postfix parsed ({mail_addr}): Postfix reads the argument with
+// its RFC 822 tokenizer, so the space in "alice@ spf-pass.test" is white
+// space and "(a.attacker.test" an (unclosed) comment. The MAIL FROM
+// identity of RFC 7208 §4.3 is that parsed address — the one Postfix
+// bounces to — so its domain spf-pass.test is checked and passes; the
+// string as received is not an address and never reaches smtp.mailfrom,
+// and the comment shows it, Go-quoted so it reads back exactly.
+func testMailFrom(t *testing.T) {
+	good := client{IP: goodV4, Name: "mail.spf-pass.test", HELO: "mail.spf-pass.test"}
+	for _, c := range []struct{ name, mailFrom, want, comment string }{
+		{"space after @", "alice@ spf-pass.test", "alice@spf-pass.test", `sender as received "alice@ spf-pass.test"`},
+		{"comment glued to the domain", "any@spf-pass.test(a.attacker.test", "any@spf-pass.test", `sender as received "any@spf-pass.test\\x28a.attacker.test"`},
+		{"plain", "alice@spf-pass.test", "alice@spf-pass.test", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := newID(t.Name())
+			d := deliver(t, pf.smtpTCP, good, c.mailFrom, message(id, "alice@spf-pass.test"), id)
+			ar := wantAR(t, d)
+			wantResult(t, ar, "spf", "smtp.mailfrom", c.want, "pass")
+			if c.comment != "" && !strings.Contains(ar.Raw, c.comment) {
+				t.Errorf("A-R lacks %s:\n%s", c.comment, ar.Raw)
+			}
+			if strings.Contains(ar.Raw, "attacker.test") && !strings.Contains(ar.Raw, c.comment) {
+				t.Errorf("attacker.test outside the as-received comment:\n%s", ar.Raw)
+			}
+		})
+	}
+}

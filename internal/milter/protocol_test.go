@@ -168,6 +168,11 @@ func TestOptionNegotiation(t *testing.T) {
 			}
 			p := readPacket(t, c)
 			want := packet{'O', u32(tt.wVersion) + u32(tt.wAct) + u32(tt.wProt)}
+			if tt.wVersion >= 6 {
+				// Version 6 asks for the MAIL-stage macros it uses
+				// (SMFIM_ENVFROM = 2), {mail_addr} first (issue #15 item 5).
+				want.data += u32(2) + "{mail_addr} {auth_authen} {auth_type} {auth_author}\x00"
+			}
 			if p != want {
 				t.Errorf("reply %v, want %v", p, want)
 			}

@@ -35,9 +35,14 @@ type Envelope struct {
 	ClientIP   netip.Addr // invalid for non-IP clients
 	ClientHost string     // as the MTA names it; "[1.2.3.4]" when unknown
 	HELO       string
-	MailFrom   string // without angle brackets, "" for the null sender
-	AuthUser   string // the {auth_authen} macro: set for authenticated clients
-	MTAHost    string // the j macro: the MTA's own host name
+	MailFrom   string // the MAIL argument as received, without angle brackets, "" for the null sender
+	// MailAddr is Postfix's {mail_addr} macro: the sender address as the
+	// MTA parsed it (what SPF must check, issue #15 item 5); MailAddrSet
+	// says whether the MTA sent it.
+	MailAddr    string
+	MailAddrSet bool
+	AuthUser    string // the {auth_authen} macro: set for authenticated clients
+	MTAHost     string // the j macro: the MTA's own host name
 }
 
 // Backend evaluates messages. Begin is called at MAIL FROM; it returns nil
@@ -119,6 +124,8 @@ type session struct {
 	mtaHost    string // the j macro of the connect stage
 	helo       string
 	authUser   string // {auth_authen} of the MAIL stage, used by the next MAIL only
+	mailAddr   string // {mail_addr} of the MAIL stage, likewise
+	mailAddrOK bool
 
 	msg     Message
 	queueID string
@@ -349,10 +356,25 @@ func (s *session) optneg(data []byte) error {
 	p = binary.BigEndian.AppendUint32(p, version)
 	p = binary.BigEndian.AppendUint32(p, s.actions)
 	p = binary.BigEndian.AppendUint32(p, s.protocol)
+	if version >= 6 {
+		// Ask for the MAIL-stage macros we use (libmilter's
+		// smfi_setsymlist; Postfix then sends this list instead of
+		// milter_mail_macros): {mail_addr} is the sender as Postfix
+		// parsed it, the address SPF checks (issue #15 item 5).
+		p = binary.BigEndian.AppendUint32(p, macroStageMail)
+		p = append(p, mailMacros...)
+		p = append(p, 0)
+	}
 	s.out = endPacket(p, at)
 	_, err := s.bw.Write(s.out)
 	return err
 }
+
+// macroStageMail is SMFIM_ENVFROM, the MAIL stage of a macro request.
+const macroStageMail = 2
+
+// mailMacros are the MAIL-stage macros we ask for.
+const mailMacros = "{mail_addr} {auth_authen} {auth_type} {auth_author}"
 
 // macros keeps, of a macro packet, what the session needs: j at connect,
 // {auth_authen} at MAIL, the queue id i from the headers on (Postfix
@@ -364,7 +386,7 @@ func (s *session) macros(data []byte) {
 		return
 	}
 	stage, rest := data[0], data[1:]
-	j, auth := false, false
+	j, auth, mailAddr := false, false, false
 	for len(rest) > 0 {
 		var name, val []byte
 		name, rest = cutString(rest)
@@ -378,10 +400,16 @@ func (s *session) macros(data []byte) {
 				}
 			}
 		case cmdMail:
-			if string(name) == "{auth_authen}" || string(name) == "auth_authen" {
+			switch string(name) {
+			case "{auth_authen}", "auth_authen":
 				auth = true
 				if string(val) != s.authUser {
 					s.authUser = string(val)
+				}
+			case "{mail_addr}", "mail_addr":
+				mailAddr = true
+				if string(val) != s.mailAddr {
+					s.mailAddr = string(val)
 				}
 			}
 		case cmdHeader, cmdEOH, cmdBody, cmdEOB:
@@ -395,6 +423,9 @@ func (s *session) macros(data []byte) {
 	}
 	if stage == cmdMail && !auth {
 		s.authUser = ""
+	}
+	if stage == cmdMail {
+		s.mailAddrOK = mailAddr
 	}
 }
 
@@ -476,8 +507,10 @@ func (s *session) mail(data []byte) {
 	env := Envelope{
 		ClientIP: s.clientIP, ClientHost: s.clientHost, HELO: s.helo,
 		MailFrom: address(data), AuthUser: s.authUser, MTAHost: s.mtaHost,
+		MailAddr: s.mailAddr, MailAddrSet: s.mailAddrOK,
 	}
 	s.authUser = "" // belongs to this MAIL only
+	s.mailAddr, s.mailAddrOK = "", false
 	m := s.backend.Begin(s.baseCtx, env)
 	s.msg = m
 	if m != nil {
@@ -634,6 +667,7 @@ func (s *session) abort() {
 	defer s.guard("abort")
 	s.abortMessage()
 	s.authUser = ""
+	s.mailAddr, s.mailAddrOK = "", false
 }
 
 func (s *session) abortMessage() {

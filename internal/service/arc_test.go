@@ -50,7 +50,7 @@ func TestARCTrustedSealerThroughMilter(t *testing.T) {
 		reply      string
 	}{
 		{"trusted list", "list-only.eml", []string{"lists.example"},
-			[]string{"arc=pass (as[1].d=lists.example as[1].s=s2) header.oldest-pass=0 smtp.remote-ip=198.51.100.20",
+			[]string{"arc=pass (as[1].d=lists.example as[1].s=s2) smtp.remote-ip=198.51.100.20",
 				"dkim=fail", "dmarc=fail", listOverride}, ""},
 		{"untrusted list", "list-only.eml", nil,
 			[]string{"arc=pass", "dmarc=fail"}, "550 5.7.1 Email rejected per DMARC policy for author.example"},

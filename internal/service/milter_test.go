@@ -90,6 +90,9 @@ type msg struct {
 	bodyBufs [][]byte // used instead of body when set
 	macros   []string // extra macros at the header stage
 	noAbort  bool     // do not send Abort after the end of message
+	// rawMail, when set, is the MAIL argument as the client typed it;
+	// from is then what the MTA parsed ({mail_addr}).
+	rawMail string
 }
 
 // result is what the MTA got back at end of message.
@@ -108,9 +111,24 @@ func (c *conn) send(m msg) result {
 	if bufs == nil && m.body != "" {
 		bufs = [][]byte{[]byte(m.body)}
 	}
-	r, err := testmilter.Send(c.s, testmilter.Message{MailMacros: mail, From: m.from,
+	raw := m.from
+	if m.rawMail != "" {
+		raw = m.rawMail
+	}
+	r, err := testmilter.Send(c.s, testmilter.Message{MailMacros: mail, From: raw,
 		HeaderMacros: append([]string{"i", "ABC123"}, m.macros...), Headers: m.headers, Body: bufs,
 		NoAbort: m.noAbort}) // Postfix sends Abort after every message
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return result{mods: r.Mods, action: r.Action}
+}
+
+// sendNoMailAddr sends m as an MTA that sends no {mail_addr} macro.
+func (c *conn) sendNoMailAddr(m msg) result {
+	c.t.Helper()
+	r, err := testmilter.Send(c.s, testmilter.Message{From: m.from,
+		HeaderMacros: []string{"i", "ABC123"}, Headers: m.headers, Body: [][]byte{[]byte(m.body)}})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -114,7 +114,13 @@ func (s *Service) Skip(env milter.Envelope) (bool, string) {
 // path once Begin has decided to check, and `authmilter verify`'s, which
 // explains what a skipped client's message would get too.
 func (s *Service) Check(ctx context.Context, env milter.Envelope) *Message {
-	m := s.Engine.Begin(ctx, engine.Envelope{ClientIP: env.ClientIP, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom})
+	// SPF checks the address the MTA parsed ({mail_addr}), not the raw
+	// MAIL argument (issue #15 item 5); the raw one is only shown.
+	ee := engine.Envelope{ClientIP: env.ClientIP, ClientHost: env.ClientHost, HELO: env.HELO, MailFrom: env.MailFrom}
+	if env.MailAddrSet && env.MailAddr != env.MailFrom {
+		ee.MailFrom, ee.MailFromRaw = env.MailAddr, env.MailFrom
+	}
+	m := s.Engine.Begin(ctx, ee)
 	return &Message{s: s, env: env, em: m}
 }
 

@@ -209,3 +209,79 @@ func TestForgedARBehindOtherWhiteSpace(t *testing.T) {
 		})
 	}
 }
+
+// Issue #15 item 5 (and issue #17 item 7): SPF checks the sender the MTA
+// parsed ({mail_addr}); no unvalidated string is written into an smtp.
+// property; the comment shows the sender as received, Go-quoted with
+// ';', '(', ')', '=' as \xNN so it reads back exactly (in the field the
+// comment's own quoted-pairs double each backslash).
+func TestMailFromAsParsed(t *testing.T) {
+	zone := baseZone + `
+legit.example.                    300 IN TXT "v=spf1 -all"
+_dmarc.legit.example.             300 IN TXT "v=DMARC1; p=reject"
+legit.example\(a.attacker.example. 300 IN TXT "v=spf1 +all"
+`
+	h := newHarness(t, zone, nil)
+	tests := []struct {
+		name      string
+		raw, addr string // MAIL argument as typed; {mail_addr} ("-": not sent)
+		helo      string
+		want      []string // results (hasResult)
+		comment   string   // text the A-R must contain
+		noProp    bool     // no smtp.mailfrom at all
+	}{
+		// What Postfix does with strict_rfc821_envelopes = no: the space is
+		// white space, the unclosed "(" a comment (TestEndToEnd/MAIL_FROM_as_parsed).
+		{name: "space after @, parsed by the MTA", raw: "alice@ sender.test", addr: "alice@sender.test", helo: "mx.sender.test",
+			want: []string{"spf=pass smtp.mailfrom=alice@sender.test"}, comment: `sender as received "alice@ sender.test"`},
+		{name: "comment glued to the domain, parsed by the MTA", raw: "any@legit.example(a.attacker.example", addr: "any@legit.example", helo: "mx.sender.test",
+			want: []string{"spf=fail smtp.mailfrom=any@legit.example", "dmarc=fail header.from=legit.example"}, comment: `\\x28a.attacker.example`},
+		// An MTA that sends no {mail_addr}: the raw argument is checked,
+		// and a domain that is no host name is none (RFC 7208 §4.3) —
+		// never a query into the attacker's zone, never smtp.mailfrom.
+		{name: "no {mail_addr}, comment glued to the domain", raw: "any@legit.example(a.attacker.example", addr: "-", helo: "mx.sender.test",
+			want: []string{"spf=none", "dmarc=fail header.from=legit.example"}, comment: "has no valid domain (RFC 7208 §4.3)", noProp: true},
+		{name: "no {mail_addr}, space after @", raw: "alice@ sender.test", addr: "-", helo: "mx.sender.test",
+			want: []string{"spf=none"}, comment: `sender as received "alice@ sender.test" has no valid domain`, noProp: true},
+		{name: "quoted local part with ';'", raw: `"a;b"@sender.test`, addr: `"a;b"@sender.test`, helo: "mx.sender.test",
+			want: []string{"spf=pass smtp.mailfrom=sender.test"}, comment: `sender as received "\\"a\\x3bb\\"@sender.test"`},
+		{name: "HELO with ';' is not a host name", raw: "a@sender.test", addr: "a@sender.test", helo: "x.test;dmarc=pass",
+			want: []string{"spf=pass smtp.mailfrom=a@sender.test", "spf=none"}, comment: `HELO as received "x.test\\x3bdmarc\\x3dpass" is not a host name`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := h.connect("192.0.2.1", "mx.sender.test", tt.helo)
+			from := "legit.example"
+			if !strings.Contains(tt.raw, "legit") {
+				from = "sender.test"
+			}
+			m := msg{from: tt.addr, rawMail: tt.raw, headers: stdHeaders(from), body: "x\r\n"}
+			if tt.addr == "-" {
+				m.from = tt.raw
+				m.rawMail = ""
+				m.macros = nil
+			}
+			var r result
+			if tt.addr == "-" {
+				r = c.sendNoMailAddr(m)
+			} else {
+				r = c.send(m)
+			}
+			ar := r.ar(t)
+			for _, w := range tt.want {
+				if !hasResult(ar, w) {
+					t.Errorf("A-R lacks %q:\n%s", w, ar)
+				}
+			}
+			if !strings.Contains(ar, tt.comment) {
+				t.Errorf("A-R lacks %q:\n%s", tt.comment, ar)
+			}
+			if tt.noProp && strings.Contains(ar, "smtp.mailfrom=") {
+				t.Errorf("smtp.mailfrom written for an unvalidated sender:\n%s", ar)
+			}
+			if strings.Contains(ar, "attacker") && !strings.Contains(tt.comment, "attacker") && !tt.noProp {
+				t.Errorf("attacker text outside the comment:\n%s", ar)
+			}
+		})
+	}
+}

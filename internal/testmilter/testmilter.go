@@ -19,6 +19,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/authmilter/authmilter/internal/archeck"
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/resolver"
@@ -268,6 +269,15 @@ func Send(s *gomilter.ClientSession, m Message) (Result, error) {
 		return Result{}, fmt.Errorf("end of message: %w", err)
 	}
 	r := Result{Mods: mods, Action: act}
+	// Every A-R we write must read the same in go-msgauth as in ours
+	// (issue #15 item 8): checked on every message of every test.
+	for _, mod := range mods {
+		if mod.Code == gomilter.ActInsertHeader && mod.HeaderName == authres.HeaderName {
+			if err := archeck.Check(mod.HeaderValue); err != nil {
+				return r, fmt.Errorf("our Authentication-Results: %w", err)
+			}
+		}
+	}
 	if m.NoAbort {
 		return r, nil
 	}

@@ -60,10 +60,11 @@ func Format(authservID string, results []Result) string {
 			lineLen += len(w)
 		}
 		word(token(r.Method) + "=" + token(r.Value))
-		if r.Reason != "" {
-			word(Comment(r.Reason))
+		props, reason := readable(r)
+		if reason != "" {
+			word(Comment(reason))
 		}
-		for _, p := range r.Props {
+		for _, p := range props {
 			word(token(p.Key) + "=" + PValue(p.Value))
 		}
 		if i < len(results)-1 {
@@ -73,13 +74,68 @@ func Format(authservID string, results []Result) string {
 	return b.String()
 }
 
+// readable returns the properties of r that every reader reads back
+// exactly, and the reason to write, which names the ones left out.
+//
+// go-msgauth's authres.Parse (and readers like it) split the field at every
+// ';' and each result at white space, and know neither quoting nor
+// comments: a quoted-string value with a space or ';' in it is misread, or
+// breaks the results after it. RFC 8601 would allow it quoted; we avoid it:
+// a value that is not address-like (AddressLike) is not written as a
+// property (issue #15 item 8). Callers that have such a value (a MAIL
+// FROM that is not an address) write what they can vouch for instead.
+func readable(r Result) ([]Prop, string) {
+	var omitted []string
+	props := r.Props
+	for i, p := range r.Props {
+		if !AddressLike(clean(p.Value)) {
+			if len(omitted) == 0 {
+				props = append([]Prop(nil), r.Props[:i]...)
+			}
+			omitted = append(omitted, p.Key)
+			continue
+		}
+		if len(omitted) > 0 {
+			props = append(props, p)
+		}
+	}
+	reason := r.Reason
+	if len(omitted) > 0 {
+		note := strings.Join(omitted, ", ") + " not shown: not a plain value"
+		if reason != "" {
+			reason += ", "
+		}
+		reason += note
+	}
+	return props, reason
+}
+
+// AddressLike reports whether a property value can be written without
+// quoting and read back exactly by every reader: letters, digits and the
+// punctuation of addresses, domains and base64 (the set go-msgauth's own
+// writer leaves unquoted, without '\'), nothing else.
+func AddressLike(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("#$%&'*+,./-=@[]^_`{|}~", c) {
+			return false
+		}
+	}
+	return true
+}
+
 // Comment returns s as an RFC 5322 comment: backslashes and unbalanced
-// parentheses escaped, control characters replaced by spaces.
+// parentheses escaped, control characters replaced by spaces. For readers
+// that know no comments (go-msgauth), a ';' is written as ',' (it would end
+// the result) and the '=' of a word shaped like a property
+// ("header.from=x") as ':' (it would be read as one).
 //
 // Balanced parentheses are kept as nested comments (RFC 5322 §3.2.2 allows
 // them), so "(DKIM aligned (header.d=x))" stays readable.
 func Comment(s string) string {
-	s = clean(s)
+	s = CommentText(s)
 	balanced, depth := true, 0
 	for _, c := range s {
 		switch c {
@@ -103,22 +159,51 @@ func Comment(s string) string {
 	return b.String()
 }
 
-// PValue writes a property value: as is when it is a token, an
-// addr-spec-like local@domain or a domain, otherwise as a quoted-string.
+// CommentText is the text Comment writes between the parentheses, before
+// escaping: cleaned, ';' as ',', a property-shaped word's '=' as ':'.
+func CommentText(s string) string {
+	s = strings.ReplaceAll(clean(s), ";", ",")
+	if !strings.Contains(s, "=") {
+		return s
+	}
+	words := strings.Split(s, " ")
+	for i, w := range words {
+		if k, _, ok := strings.Cut(w, "="); ok && IsProperty(k) {
+			words[i] = strings.Replace(w, "=", ":", 1)
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// IsProperty reports whether k is ptype "." property of RFC 8601 §2.2
+// (ptype one of smtp, header, body, policy), the shape a reader that splits
+// at white space takes a comment word "k=v" for.
+func IsProperty(k string) bool {
+	ptype, prop, ok := strings.Cut(strings.ToLower(k), ".")
+	switch {
+	case !ok || prop == "":
+		return false
+	case ptype != "smtp" && ptype != "header" && ptype != "body" && ptype != "policy":
+		return false
+	}
+	for _, c := range prop {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// PValue writes a property value: as is when it is address-like
+// (AddressLike: a token, an addr-spec-like local@domain, a domain, a
+// base64 prefix), otherwise as a quoted-string (Format writes only
+// address-like values; Received-SPF quotes the rest).
 func PValue(s string) string {
 	s = clean(s)
 	if s == "" {
 		return `""`
 	}
-	safe := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c == 0x7f || strings.IndexByte(`()<>,;:\"/[]?=`, c) >= 0 {
-			safe = false
-			break
-		}
-	}
-	if safe {
+	if AddressLike(s) {
 		return s
 	}
 	return quote(s)

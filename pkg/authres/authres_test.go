@@ -37,7 +37,8 @@ func TestValues(t *testing.T) {
 		{"a@b.example", "a@b.example", "(a@b.example)"},
 		{"", `""`, "()"},
 		{"with space@x", `"with space@x"`, "(with space@x)"},
-		{`q"uote;(x)`, `"q\"uote;(x)"`, `(q"uote;(x))`},
+		{`q"uote;(x)`, `"q\"uote;(x)"`, `(q"uote,(x))`}, // ';' would end the result for go-msgauth
+		{"sig header.i=@v.example", `"sig header.i=@v.example"`, "(sig header.i:@v.example)"},
 		{`a)b(`, `"a)b("`, `(a\)b\()`},
 		{"nul\x00cr\r\nlf", `"nul cr  lf"`, "(nul cr  lf)"},
 		{"üser@bücher.example", "üser@bücher.example", "(üser@bücher.example)"},
@@ -96,18 +97,25 @@ func TestParseRoundTrip(t *testing.T) {
 		{Method: "dmarc", Value: "fail", Reason: "p=REJECT; nothing aligned", Props: []Prop{{"header.from", "b.example"}}},
 		{Method: "spf", Value: "none", Props: []Prop{{"smtp.mailfrom", `odd "local";x@b.example`}}},
 	}
+	// What every reader reads back: ';' in a comment as ',', a value that
+	// is not address-like left out and named (issue #15 item 8).
+	want := []Result{
+		in[0], in[1],
+		{Method: "dmarc", Value: "fail", Reason: "p=REJECT, nothing aligned", Props: []Prop{{"header.from", "b.example"}}},
+		{Method: "spf", Value: "none", Reason: "smtp.mailfrom not shown: not a plain value"},
+	}
 	id, out := Parse(" " + Format("MX.example", in))
 	if id != "mx.example" {
 		t.Errorf("servid %q", id)
 	}
-	if len(out) != len(in) {
+	if len(out) != len(want) {
 		t.Fatalf("got %d results: %+v", len(out), out)
 	}
-	for i := range in {
-		if out[i].Method != in[i].Method || out[i].Value != in[i].Value || out[i].Reason != in[i].Reason {
-			t.Errorf("%d: got %+v want %+v", i, out[i], in[i])
+	for i := range want {
+		if out[i].Method != want[i].Method || out[i].Value != want[i].Value || out[i].Reason != want[i].Reason || len(out[i].Props) != len(want[i].Props) {
+			t.Errorf("%d: got %+v want %+v", i, out[i], want[i])
 		}
-		for _, p := range in[i].Props {
+		for _, p := range want[i].Props {
 			if got := out[i].Prop(p.Key); got != p.Value {
 				t.Errorf("%d: %s = %q, want %q", i, p.Key, got, p.Value)
 			}

@@ -112,7 +112,11 @@ type Envelope struct {
 	ClientIP   netip.Addr // invalid when unknown (e.g. a unix-socket client)
 	ClientHost string     // verified or claimed host name, "[addr]" when unknown
 	HELO       string
-	MailFrom   string // without angle brackets; "" for the null sender
+	MailFrom   string // the sender SPF checks, without angle brackets; "" for the null sender
+	// MailFromRaw is the MAIL FROM argument as the client sent it, when it
+	// differs from MailFrom (Postfix's {mail_addr} is what it parsed):
+	// shown in the A-R comment, never in a property.
+	MailFromRaw string
 }
 
 // Field is one header field as it arrived: the value starts after the colon,

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 
@@ -42,17 +45,35 @@ type Result struct {
 func (r *Result) AuthResults() []authres.Result {
 	var out []authres.Result
 	if r.SPF.Result != "" {
-		id := r.Envelope.MailFrom
-		if id == "" { // RFC 7208 §2.4: the null sender is checked as postmaster@HELO
-			id = r.SPF.Identity
-		}
+		// RFC 7208 §2.4: the null sender is checked as postmaster@HELO;
+		// SPF.Identity is what was checked either way.
+		id := r.SPF.Identity
 		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: SPFComment(r.SPF, id, r.Envelope.ClientIP)}
-		ar.Props = []authres.Prop{{Key: "smtp.mailfrom", Value: id}}
+		raw := r.Envelope.MailFrom
+		if r.Envelope.MailFromRaw != "" {
+			raw = r.Envelope.MailFromRaw
+		}
+		if v, ok := smtpValue(r.SPF, id); ok {
+			ar.Props = []authres.Prop{{Key: "smtp.mailfrom", Value: v}}
+			if raw != "" && raw != v {
+				ar.Reason = joinReason(ar.Reason, "sender as received "+AsReceived(raw))
+			}
+		} else {
+			ar.Reason = joinReason(ar.Reason, "sender as received "+AsReceived(raw)+" has no valid domain (RFC 7208 §4.3)")
+		}
 		out = append(out, ar)
 	}
 	if r.HELO.Result != "" {
-		out = append(out, authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: SPFComment(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP),
-			Props: []authres.Prop{{Key: "smtp.helo", Value: r.Envelope.HELO}}})
+		ar := authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: SPFComment(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP)}
+		if v, ok := smtpValue(r.HELO, r.Envelope.HELO); ok || isAddressLiteral(r.Envelope.HELO) {
+			if !ok {
+				v = r.Envelope.HELO
+			}
+			ar.Props = []authres.Prop{{Key: "smtp.helo", Value: v}}
+		} else {
+			ar.Reason = joinReason(ar.Reason, "HELO as received "+AsReceived(r.Envelope.HELO)+" is not a host name (RFC 7208 §4.3)")
+		}
+		out = append(out, ar)
 	}
 	out = append(out, dkimAuthResults(r.DKIM)...)
 	if r.ARC.Status != "" {
@@ -62,6 +83,66 @@ func (r *Result) AuthResults() []authres.Result {
 		out = append(out, dmarcAuthResult(r))
 	}
 	return out
+}
+
+// smtpValue is what an smtp.mailfrom or smtp.helo property may carry
+// (issue #15 item 5: never an unvalidated string): the identity SPF
+// checked when its domain passed RFC 7208 §4.3 (a host name, fully
+// qualified), written whole when every reader reads it back exactly
+// (authres.AddressLike), else its domain alone (RFC 8601 §2.3 allows a
+// pvalue without the local-part). ok is false when there is no valid
+// domain.
+func smtpValue(o spfcheck.Outcome, id string) (string, bool) {
+	if o.Domain == "" || errors.Is(o.Err, spfcheck.ErrInvalidDomain) || errors.Is(o.Err, spfcheck.ErrIPLiteral) {
+		return "", false
+	}
+	d, err := identity.ASCII(o.Domain)
+	if err != nil || !strings.Contains(d, ".") {
+		return "", false
+	}
+	if o.Scope == spfcheck.ScopeHELO {
+		id = strings.TrimPrefix(id, "postmaster@")
+	}
+	if authres.AddressLike(id) {
+		if _, dom, ok := strings.Cut(id, "@"); !ok || strings.EqualFold(strings.TrimSuffix(dom, "."), o.Domain) || identity.Fold(dom) == o.Domain {
+			return id, true
+		}
+	}
+	return d, true
+}
+
+// AsReceived writes a string from the SMTP dialogue (MAIL FROM, HELO) for
+// an A-R comment so that it can be read back exactly: as a Go-syntax
+// double-quoted string (strconv.QuoteToASCII), with the characters that
+// other readers take for structure — ';', '(', ')', '=' — escaped as \xNN.
+// A reader unescapes the comment's quoted-pairs (RFC 5322 §3.2.1), then
+// strconv.Unquote gives the bytes as received. Long strings are cut.
+func AsReceived(s string) string {
+	const max = 200
+	cut := ""
+	if len(s) > max {
+		s, cut = s[:max], "…"
+	}
+	q := strconv.QuoteToASCII(s)
+	q = strings.NewReplacer(";", `\x3b`, "(", `\x28`, ")", `\x29`, "=", `\x3d`).Replace(q)
+	return q + cut
+}
+
+func joinReason(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + ", " + b
+}
+
+// isAddressLiteral: a HELO such as "[192.0.2.1]" (RFC 5321 §4.1.3), which
+// is a valid HELO but not a domain.
+func isAddressLiteral(h string) bool {
+	if len(h) < 3 || h[0] != '[' || h[len(h)-1] != ']' {
+		return false
+	}
+	_, err := netip.ParseAddr(strings.TrimPrefix(h[1:len(h)-1], "IPv6:"))
+	return err == nil
 }
 
 // SPFComment is the comment of an spf= result, in the words postmasters
@@ -126,7 +207,12 @@ func ARCAuthResult(a arc.Result) authres.Result {
 	case arc.StatusPass:
 		l := a.Latest()
 		ar.Reason = fmt.Sprintf("as[%d].d=%s as[%d].s=%s", l.Instance, l.SealDomain, l.Instance, l.SealSelector)
-		ar.Props = append(ar.Props, authres.Prop{Key: "header.oldest-pass", Value: fmt.Sprint(a.OldestPass)})
+		if a.OldestPass > 0 {
+			// 0 (every hop's signature still passes) is left out:
+			// go-msgauth's authres.Parse refuses the whole field for a
+			// header.oldest-pass below 1 (issue #15 item 8).
+			ar.Props = append(ar.Props, authres.Prop{Key: "header.oldest-pass", Value: fmt.Sprint(a.OldestPass)})
+		}
 		if a.RemoteIP != "" {
 			ar.Props = append(ar.Props, authres.Prop{Key: "smtp.remote-ip", Value: a.RemoteIP})
 		}

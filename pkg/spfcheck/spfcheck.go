@@ -316,6 +316,7 @@ func validDomain(d string) error {
 	if len(labels) < 2 {
 		return errors.New("domain is not fully qualified")
 	}
+
 	for _, l := range labels {
 		switch {
 		case l == "":
@@ -323,6 +324,12 @@ func validDomain(d string) error {
 		case len(l) > 63:
 			return errors.New("label longer than 63 octets")
 		}
+	}
+	if _, err := identity.ASCII(d); err != nil {
+		// Not a host name (RFC 5321 §4.1.2 Domain):
+		// "legit.example(a.attacker.example" is no domain, and querying it
+		// would ask the attacker's zone (issue #15 item 5).
+		return errors.New("domain is not a host name")
 	}
 	return nil
 }
