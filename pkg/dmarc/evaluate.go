@@ -340,10 +340,10 @@ func passReason(in Input, res *Result) string {
 // Author Domain's Organizational Domain (RFC 9989 §3.2.10.1, §4.10.2). It
 // walks the DNS only when the answer can change the outcome, and goes on
 // past a failed query: the check is left undecided (a.err set,
-// AlignUnknown) only when some answers the failed
-// queries could have given make the two Organizational Domains equal and
-// others do not (RFC 9989 §5.3.6 — a query whose answer cannot change the
-// result is not one "required to perform DMARC validation").
+// AlignUnknown) only when some answers the failed queries could have given
+// make the two Organizational Domains equal and others do not (RFC 9989
+// §5.3.6: a query whose answer cannot change the result is not one
+// "required to perform DMARC validation").
 func (a *aligner) relaxed(id string) Alignment {
 	author := a.d.AuthorDomain
 	// The Organizational Domain of a name is the name or one of its
