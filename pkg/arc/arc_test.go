@@ -60,7 +60,8 @@ func validate(t testing.TB, r *resolver.Resolver, msg []byte, o *Options, chunk 
 }
 
 // The chains of testdata/chains, sealed by dkimpy (gen.py). want is our
-// verdict; TestDkimpyAgrees checks that dkimpy's is the same.
+// verdict; TestDkimpyAgrees checks that dkimpy's is the same, except for
+// the chains in dkimpyDiffers.
 var chainCases = []struct {
 	name       string
 	want       Status
@@ -84,10 +85,22 @@ var chainCases = []struct {
 	{"reordered-instances", StatusFail, 0, ErrStructure, "", ""}, // cv=none on i=2
 	{"gap", StatusFail, 0, ErrStructure, "", ""},
 	{"cv-fail", StatusFail, 0, ErrCVFail, "", ""},
+	{"cv-fail-carried", StatusFail, 0, ErrCVFail, "", ""},
+	// The sets moved in the header (set 1 above set 2), bytes unchanged:
+	// RFC 8617 §5.1.1 has the seal cover the sets by instance, in
+	// increasing order, so where they stand does not matter. dkimpy 1.1.4
+	// picks the fields by name from the bottom of the header (as DKIM's h=
+	// does) and fails the seal: the one case where we differ on purpose
+	// (dkimpyDiffers).
+	{"sets-moved", StatusPass, 0, nil, "192.0.2.10", "forwarder.example lists.example"},
 	{"ed25519-sealer", StatusPass, 0, nil, "192.0.2.40", "edseal.example"},
 	{"ed25519-then-rsa", StatusPass, 0, nil, "192.0.2.40", "edseal.example lists.example"},
 	{"missing-key", StatusFail, 0, ErrKey, "", ""},
 }
+
+// dkimpyDiffers: chains on which dkimpy's verdict is not ours, and its
+// verdict there (checked, so that a change in dkimpy shows).
+var dkimpyDiffers = map[string]string{"sets-moved": "fail"}
 
 func TestChains(t *testing.T) {
 	_, r := newDNS(t)
@@ -153,8 +166,12 @@ func TestDkimpyAgrees(t *testing.T) {
 		t.Fatalf("dkimpy judged %d chains, want %d:\n%s", len(got), len(chainCases), out)
 	}
 	for _, c := range chainCases {
-		if got[c.name] != string(c.want) {
-			t.Errorf("%s: dkimpy says %s, we say %s", c.name, got[c.name], c.want)
+		want := string(c.want)
+		if d, ok := dkimpyDiffers[c.name]; ok {
+			want = d
+		}
+		if got[c.name] != want {
+			t.Errorf("%s: dkimpy says %s, want %s (we say %s)", c.name, got[c.name], want, c.want)
 		}
 	}
 }

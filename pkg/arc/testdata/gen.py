@@ -154,6 +154,20 @@ def drop_set(msg, inst):
     return b'\r\n'.join(out)
 
 
+def move_set_up(msg, inst):
+    """Moves the three fields of set inst (with their folded lines) to the
+    top of the header."""
+    head, body = msg.split(b'\r\n\r\n', 1)
+    moved, rest, cur = [], [], None
+    for line in head.split(b'\r\n'):
+        if line[:1] in (b' ', b'\t') and cur is not None:
+            cur.append(line)
+            continue
+        cur = moved if (line.lower().startswith(b'arc-') and (b' i=%d;' % inst) in line) else rest
+        cur.append(line)
+    return b'\r\n'.join(moved + rest) + b'\r\n\r\n' + body
+
+
 def cases():
     m = author_signed()
     one = seal(m, 'forwarder')
@@ -176,6 +190,12 @@ def cases():
     yield 'reordered-instances', relabel(relabel(relabel(two, 1, 9), 2, 1), 9, 2)
     yield 'gap', drop_set(three, 2)
     yield 'cv-fail', seal(one, 'lists', cv=b'fail')
+    # A later hop seals after the chain was marked failed: it finds the
+    # chain failed too and carries cv=fail forward.
+    yield 'cv-fail-carried', seal(seal(one, 'lists', cv=b'fail'), 'relay', cv=b'fail')
+    # The sets in another order in the header (set 1 above set 2): ARC
+    # orders by i=, not by position (RFC 8617 §4.1 / §5.1.1).
+    yield 'sets-moved', move_set_up(two, 1)
     yield 'ed25519-sealer', seal(m, 'edseal')
     yield 'ed25519-then-rsa', seal(seal(m, 'edseal'), 'lists')
     yield 'missing-key', seal(one, 'nokey')
