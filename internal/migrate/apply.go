@@ -494,7 +494,11 @@ func (r *run) chooseSocket() {
 		}
 		r.out.set("milter.socket_group", "postfix", chosen, "Postfix's smtpd (group postfix) must be able to connect")
 		r.out.set("milter.socket_mode", "0660", chosen, "")
-		r.note(chosen, "Socket", Changed, "the unix socket moves from %s to %s (a directory of authmilter's: the systemd unit's RuntimeDirectory /run/authmilter, the same as /var/run/authmilter, and the rc.d script's authmilter_rundir) with socket_group = \"postfix\", mode 0660", old, sock.Address)
+		where := "a directory of authmilter's: the systemd unit's RuntimeDirectory /run/authmilter, the same as /var/run/authmilter, and the rc.d script's authmilter_rundir"
+		if strings.HasPrefix(sock.Address, postfixChroot+"/") {
+			where = "a directory of authmilter's inside Postfix's chroot; create it owned by authmilter"
+		}
+		r.note(chosen, "Socket", Changed, "the unix socket moves from %s to %s (%s) with socket_group = \"postfix\", mode 0660", old, sock.Address, where)
 	} else if h, _, _ := strings.Cut(sock.Address, ":"); h == "" || h == "[]" {
 		r.note(chosen, "Socket", Mapped, "%s listens on every interface: the milter would answer anyone who reaches the port; prefer inet:PORT@127.0.0.1", chosen.value)
 	}

@@ -358,7 +358,11 @@ var OpenDMARC = Tool{Name: "OpenDMARC", File: "opendmarc.conf", Manual: "opendma
 				r.note(s.at, s.name, Changed, "failure_reports.policy_domains = [\"*\"] as OpenDMARC did; authmilter redacts local parts and rate-limits (see [failure_reports])")
 				return "failure_reports.enabled = true"
 			}},
-		{Name: "FailureReportsSentBy", Target: "report.from", Kind: Mapped, Note: "failure reports come from the aggregate reports' `report.from`"},
+		{Name: "FailureReportsSentBy", Target: "report.from", Kind: Mapped, Note: "failure reports come from the aggregate reports' `report.from`",
+			apply: func(r *run, s setting) string {
+				r.out.set("report.from", s.value, s.at, s.name)
+				return "report.from = " + strconv.Quote(s.value) + " (also the From of aggregate reports)"
+			}},
 	},
 	none("not supported: failure reports go to the domain owner's ruf only, through `[report.smtp]`", "FailureReportsBcc", "ReportCommand"),
 	none("reports only for failing messages as RFC 9991 asks (`fo=`); never for p=none by local choice", "FailureReportsOnNone"),

@@ -28,6 +28,8 @@ var seeds = []seed{
 	{"arch-single", Inputs{OpenDKIM: "/etc/opendkim.conf"}, 0o600},
 	{"opendmarc-ignore", Inputs{OpenDMARC: "/usr/local/etc/mail/opendmarc.conf"}, 0o600},
 	{"policyd-spf-perl", Inputs{MasterCF: "/etc/postfix/master.cf", MainCF: "/etc/postfix/main.cf"}, 0o600},
+	{"debian-trio", Inputs{OpenDKIM: "/etc/opendkim.conf", OpenDMARC: "/etc/opendmarc.conf",
+		PolicydSPF: "/etc/postfix-policyd-spf-python/policyd-spf.conf", MainCF: "/etc/postfix/main.cf", MasterCF: "/etc/postfix/master.cf"}, 0o600},
 }
 
 // copyRoot copies testdata/NAME/root into a temporary directory and sets
@@ -145,6 +147,8 @@ func TestSeedOutcomes(t *testing.T) {
 			`ignore_mail_from = ["example.com"]`, `ignore_from_domains = ["example.com"]`, "monitor = true", `quarantine = "header"`,
 			"skip_authenticated = false"},
 		"policyd-spf-perl": {`fail_action = "reject"`, "received_spf_header = true"},
+		"debian-trio": {`listen = ["unix:/var/spool/postfix/authmilter/authmilter.sock"]`, `internal_hosts = ["192.0.2.0/24", "127.0.0.1"]`,
+			"monitor = false", `temperror = "tempfail"`, `quarantine = "hold"`, `from = "postmaster@example.org"`, `fail_action = "reject"`},
 	}
 	notWant := map[string][]string{
 		"opendkim-keytable": {"ignore_hosts"}, // InternalHosts signs; it must not skip
@@ -154,6 +158,8 @@ func TestSeedOutcomes(t *testing.T) {
 		"policyd-spf-perl": {`remove the service "policy" (master.cf lines 10-11)`,
 			"smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination", "remove policy_time_limit = 3600"},
 		"opendmarc-ignore": {"moves from /var/run/opendmarc/dmarc.sock to /var/run/authmilter/authmilter.sock", "RuntimeDirectory"},
+		"debian-trio": {"smtpd_milters = unix:/authmilter/authmilter.sock, inet:127.0.0.1:11332", "10.9.0.0/16 was not checked by one tool",
+			`remove the service "policyd-spf"`, "passes authmilter check-config"},
 	}
 	for _, s := range seeds {
 		res, _ := runSeed(t, s)
