@@ -13,6 +13,7 @@ import (
 
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/resolver"
+	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/miekg/dns"
 )
 
@@ -241,5 +242,19 @@ func TestAbort(t *testing.T) {
 	v.Write([]byte("more\r\n")) //nolint:errcheck
 	if got := v.Result(); got.Status != StatusFail {
 		t.Fatalf("after Abort: %s", got.Status)
+	}
+}
+
+// RSA keys below the floor never verify (RFC 8301 §3.2; dkim.min_rsa_bits
+// applies to ARC too): relay.example seals with a 1024-bit key.
+func TestMinRSABits(t *testing.T) {
+	_, r := newDNS(t)
+	msg := readFile(t, "chains/three-hops.eml")
+	if got := validate(t, r, msg, &Options{MinRSABits: 1024}, 0); got.Status != StatusPass {
+		t.Fatalf("1024: %s %v", got.Status, got.Err)
+	}
+	got := validate(t, r, msg, &Options{MinRSABits: 2048}, 0)
+	if got.Status != StatusFail || !errors.Is(got.Err, dkimverify.ErrKeyTooSmall) {
+		t.Fatalf("2048: %s %v, want fail with ErrKeyTooSmall", got.Status, got.Err)
 	}
 }
