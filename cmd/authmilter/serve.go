@@ -388,6 +388,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 		}
 		listeners = append(listeners, ln)
 		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
+		if w := milter.SocketDirWarning(sock.Address); sock.Network == "unix" && w != "" {
+			log.Warn("milter socket: " + w)
+		}
 		servers[ln] = srv
 		if i >= len(cfg.Milter.Listen) {
 			servers[ln] = signSrv

@@ -9,10 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"os"
-	"os/user"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,37 +84,16 @@ func NewServer(backend Backend, opts Options) *Server {
 // Listen opens a socket. A stale unix socket file (nothing listening) is
 // removed first; a live one is an error, so two daemons never share it. A
 // unix socket gets mode and, when group is not empty, that group, so that
-// the MTA's user can connect.
+// the MTA's user can connect: set up where no other user can reach it and
+// renamed into place (listenUnix), in a directory no other user may write
+// (checkSocketDir).
 func Listen(s config.Socket, mode fs.FileMode, group string) (net.Listener, error) {
 	if s.Network == "unix" {
-		if fi, err := os.Lstat(s.Address); err == nil {
-			if fi.Mode()&fs.ModeSocket == 0 {
-				return nil, fmt.Errorf("listen %s: exists and is not a socket", s)
-			}
-			if c, err := net.DialTimeout("unix", s.Address, time.Second); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("listen %s: another process is listening on it", s)
-			}
-			if err := os.Remove(s.Address); err != nil {
-				return nil, fmt.Errorf("listen %s: removing stale socket: %w", s, err)
-			}
-		}
+		return listenUnix(s, mode, group)
 	}
 	ln, err := net.Listen(s.Network, s.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", s, err)
-	}
-	if s.Network == "unix" {
-		if err := os.Chmod(s.Address, mode); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen %s: %w", s, err)
-		}
-		if group != "" {
-			if err := chgrp(s.Address, group); err != nil {
-				ln.Close()
-				return nil, fmt.Errorf("listen %s: %w", s, err)
-			}
-		}
 	}
 	return ln, nil
 }
@@ -340,18 +316,4 @@ func (c *conn) Close() error {
 		c.srv.wg.Done()
 	}
 	return err
-}
-
-func chgrp(path, group string) error {
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		if g, err = user.LookupGroupId(group); err != nil {
-			return fmt.Errorf("socket_group %q: %w", group, err)
-		}
-	}
-	gid, err := strconv.Atoi(g.Gid)
-	if err != nil {
-		return fmt.Errorf("socket_group %q: %w", group, err)
-	}
-	return os.Chown(path, -1, gid)
 }
