@@ -124,7 +124,7 @@ func Failures(r *engine.Result, res dmarc.Result) []Failure {
 	if (opts["0"] && res.Status == dmarc.StatusFail) || (opts["1"] && len(misaligned) > 0) {
 		f := Failure{Kind: KindDMARC, AuthFailure: "dmarc", IdentityAlignment: misaligned}
 		if !res.DKIMAligned {
-			f.DKIM = alignedFailedSignature(r.DKIM, res.AuthorDomain, res.Discovery.OrgDomain)
+			f.DKIM = alignedFailedSignature(r.DKIM, res.AuthorDomain, res.OrgDomainForAlignment())
 		}
 		out = append(out, f)
 	}

@@ -67,7 +67,7 @@ func vouches(rs []authres.Result, author string, d dmarc.Result) bool {
 	}
 	org, adkim, aspf := "", byte('s'), byte('s')
 	if d.Discovery != nil {
-		org = d.Discovery.OrgDomain
+		org = d.OrgDomainForAlignment()
 		if d.Discovery.Record != nil {
 			adkim, aspf = d.Discovery.Record.ADKIM, d.Discovery.Record.ASPF
 		}

@@ -86,6 +86,29 @@ type Result struct {
 	Err       error  // the DNS or parse error behind temperror / permerror
 }
 
+// OrgDomainForAlignment is the name to compare other identifiers with where
+// no more DNS may be asked (ARC vouching, failure reports): the
+// Organizational Domain when discovery or alignment found it; otherwise,
+// when the Author Domain has a record of its own (RFC 9989 §4.10.1 then
+// leaves the names above unasked), the Author Domain itself. Its
+// Organizational Domain is it or a parent, so a caller that accepts names
+// at or below the result never accepts more than the full walk would.
+// "" when discovery did not finish.
+func (r *Result) OrgDomainForAlignment() string {
+	d := r.Discovery
+	switch {
+	case r.OrgDomain != "":
+		return r.OrgDomain
+	case d == nil:
+		return ""
+	case d.OrgDomain != "":
+		return d.OrgDomain
+	case d.Record != nil && d.PolicyDomain != "" && d.PolicyDomain == d.AuthorDomain:
+		return d.AuthorDomain
+	}
+	return ""
+}
+
 // Alignment says how one authenticated identifier relates to the Author
 // Domain (RFC 9989 §3.2.10).
 type Alignment string

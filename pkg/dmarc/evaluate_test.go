@@ -404,3 +404,27 @@ func TestEvaluateEach(t *testing.T) {
 		t.Errorf("no domains: %s, want permerror", best.Status)
 	}
 }
+
+// TestOrgDomainForAlignment: what ARC vouching and failure reports compare
+// with when the Author Domain's own record left the names above it unasked
+// (RFC 9989 §4.10.1): the Author Domain itself, never a guess above it.
+func TestOrgDomainForAlignment(t *testing.T) {
+	_, r := newDNS(t, evalZone)
+	tests := []struct {
+		name string
+		in   Input
+		want string
+	}{
+		{"own record, nothing needed the walk", spfIn("example.com", "fail", "example.com"), "example.com"},
+		{"own record, a relaxed check walked", spfIn("example.com", "pass", "bounce.example.com"), "example.com"},
+		{"subdomain without a record: from discovery", spfIn("sub.example.com", "fail", "x.example"), "example.com"},
+		{"own record at a subdomain, nothing walked", spfIn("giant.bank.example", "fail", "x.example"), "giant.bank.example"},
+		{"no record anywhere: the start itself (§4.10.2)", spfIn("norec.example", "pass", "norec.example"), "norec.example"},
+	}
+	for _, tt := range tests {
+		res := Evaluate(context.Background(), r, tt.in, nil)
+		if got := res.OrgDomainForAlignment(); got != tt.want {
+			t.Errorf("%s: %q, want %q (OrgDomain %q)", tt.name, got, tt.want, res.OrgDomain)
+		}
+	}
+}
