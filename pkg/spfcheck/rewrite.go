@@ -29,10 +29,14 @@ import (
 //     "unknown". We expand it ourselves, before the library sees the
 //     record, for the <domain> whose record it is.
 //
-// What others do: pyspf (the suite's reference) and Mail::SPF implement
-// both; the library's authors skip the five suite cases ("not worth the
-// complexity", "p macro is not supported"); mox expands %{p} to "unknown"
-// as the library does (from memory).
+// What others do: pyspf (the suite's reference) passes these cases and
+// Mail::SPF implements both (from memory); the library's authors skip the
+// five suite cases ("not worth the complexity", "p macro is not
+// supported"); mox expands %{p} itself, the <domain> first, then its
+// subdomains, then any validated name, and counts the PTR query against the
+// ten DNS-querying terms (read in its code). We look the validated names up
+// once per check (one PTR query and at most ten address queries) and do not
+// count them as a term: §4.6.4 names only mechanisms and redirect.
 const slashMark = "\x00"
 
 // unmark turns slashMark back into "/" in a name the library asks for.
