@@ -46,13 +46,14 @@ const MaxInstances = 50
 
 // Errors in Result.Err, for callers that want more than the Status.
 var (
-	ErrStructure = errors.New("arc: malformed chain")
-	ErrTooMany   = errors.New("arc: not verified: too many ARC sets")
-	ErrCVFail    = errors.New("arc: chain already marked cv=fail")
-	ErrSignature = errors.New("arc: signature did not verify")
-	ErrKey       = errors.New("arc: no usable key")
-	ErrTemporary = errors.New("arc: key lookup failed temporarily")
-	ErrInternal  = errors.New("arc: verification failed")
+	ErrStructure  = errors.New("arc: malformed chain")
+	ErrTooMany    = errors.New("arc: not verified: too many ARC sets")
+	ErrCVFail     = errors.New("arc: chain already marked cv=fail")
+	ErrSignature  = errors.New("arc: signature did not verify")
+	ErrKey        = errors.New("arc: no usable key")
+	ErrTemporary  = errors.New("arc: key lookup failed temporarily")
+	ErrOverBudget = errors.New("arc: not verified: time budget exhausted")
+	ErrInternal   = errors.New("arc: verification failed")
 )
 
 // Options tune validation. A nil *Options, or a zero field, means the
@@ -183,6 +184,7 @@ type Validator struct {
 	sums   [2][]byte
 	keys   map[string]*keyLookup
 	cancel context.CancelFunc
+	budget context.Context // the caller's: its end stops the CPU work too
 
 	ended      bool
 	broken     error
@@ -214,6 +216,7 @@ func Start(ctx context.Context, r dkimverify.TXTResolver, header []byte, o *Opti
 	if v.readChain(); v.result.Status != "" {
 		return v
 	}
+	v.budget = ctx
 	ctx, v.cancel = context.WithCancel(ctx)
 	v.keys = make(map[string]*keyLookup, 2*len(v.sets))
 	for i := range v.sets {
@@ -618,7 +621,19 @@ func (v *Validator) key(sf *sigFields) (*dkimverify.PublicKey, error) {
 	return k.key, nil
 }
 
+// overBudget returns why when the context given to Start has ended (the
+// message budget): no more signatures are checked, as in dkimverify.
+func (v *Validator) overBudget() error {
+	if err := v.budget.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrOverBudget, context.Cause(v.budget))
+	}
+	return nil
+}
+
 func (v *Validator) verifyMessage(s *set) error {
+	if err := v.overBudget(); err != nil {
+		return err
+	}
 	sf := &s.ams
 	key, err := v.key(sf)
 	if err != nil {
@@ -639,6 +654,9 @@ func (v *Validator) verifyMessage(s *set) error {
 // sets 1..i+1, in instance order and AAR, AMS, AS within a set, its own
 // field last without b= (RFC 8617 §5.1.1).
 func (v *Validator) verifySeal(i int) error {
+	if err := v.overBudget(); err != nil {
+		return err
+	}
 	sf := &v.sets[i].as
 	key, err := v.key(sf)
 	if err != nil {

@@ -258,3 +258,18 @@ func TestMinRSABits(t *testing.T) {
 		t.Fatalf("2048: %s %v, want fail with ErrKeyTooSmall", got.Status, got.Err)
 	}
 }
+
+// The message budget (the context given to Start) bounds the CPU work as
+// well as the DNS waits: once it has ended, nothing more is verified.
+func TestBudget(t *testing.T) {
+	_, r := newDNS(t)
+	msg := readFile(t, "chains/two-hops.eml")
+	i := bytes.Index(msg, []byte("\r\n\r\n"))
+	ctx, cancel := context.WithCancel(context.Background())
+	v := Start(ctx, r, msg[:i+4], nil)
+	v.Write(msg[i+4:]) //nolint:errcheck
+	cancel()
+	if got := v.Result(); got.Status != StatusFail || !errors.Is(got.Err, ErrOverBudget) {
+		t.Fatalf("%s %v, want fail over budget", got.Status, got.Err)
+	}
+}
