@@ -285,3 +285,43 @@ legit.example\(a.attacker.example. 300 IN TXT "v=spf1 +all"
 		})
 	}
 }
+
+// Issue #15 item 9: RFC 6376 §3.6.1, a key in testing mode (t=y) — "Verifiers
+// MUST NOT treat messages from Signers in testing mode differently from
+// unsigned email". The signature is reported dkim=pass with a comment; it
+// never makes DMARC pass. Without t=y the same message passes.
+func TestDKIMTestingKeyNeverPassesDMARC(t *testing.T) {
+	for _, tt := range []struct {
+		name, flags string
+		dmarc       string
+		reply       string
+	}{
+		{"t=y", "t=y; ", "dmarc=fail header.from=example.org", "550 5.7.1 Email rejected per DMARC policy for example.org"},
+		{"t=y:s", "t=y:s; ", "dmarc=fail header.from=example.org", "550 5.7.1 Email rejected per DMARC policy for example.org"},
+		{"t=s only", "t=s; ", "dmarc=pass header.from=example.org", ""},
+		{"no t=", "", "dmarc=pass header.from=example.org", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			zone := strings.Replace(dkimZone(t, `
+example.org.        300 IN TXT "v=spf1 -all"
+_dmarc.example.org. 300 IN TXT "v=DMARC1; p=reject"
+`), `rsa2048._domainkey.example.org. 300 IN TXT "v=DKIM1; k=rsa; `, `rsa2048._domainkey.example.org. 300 IN TXT "v=DKIM1; k=rsa; `+tt.flags, 1)
+			if tt.flags != "" && !strings.Contains(zone, tt.flags+"p=") {
+				t.Fatal("key record not edited")
+			}
+			h := newHarness(t, zone, nil)
+			c := h.connect("198.51.100.1", "[198.51.100.1]", "client.test")
+			r := c.send(emlMsg(t, fixtures+"simple-odd-whitespace.eml", "alice@example.org"))
+			ar := r.ar(t)
+			if !hasResult(ar, "dkim=pass header.d=example.org header.s=rsa2048") || !hasResult(ar, tt.dmarc) {
+				t.Errorf("A-R lacks dkim=pass or %q:\n%s", tt.dmarc, ar)
+			}
+			if testing := strings.Contains(ar, "testing mode (t=y)"); testing != strings.Contains(tt.flags, "t=y") {
+				t.Errorf("testing-mode comment %v:\n%s", testing, ar)
+			}
+			if got := strings.TrimPrefix(r.reply(), "y "); got != tt.reply {
+				t.Errorf("reply %q, want %q", got, tt.reply)
+			}
+		})
+	}
+}

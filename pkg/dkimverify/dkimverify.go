@@ -97,8 +97,12 @@ type Result struct {
 	Algorithm  string // a=, lowercased, e.g. "rsa-sha256", "ed25519-sha256"
 	BPrefix    string // first 8+ characters of b= (RFC 6008 header.b), unique within the message
 	KeyBits    int    // RSA key size; 0 if unknown or not RSA
-	Reason     string // short human reason for anything but pass, e.g. "body hash mismatch"
-	Err        error  // underlying error; nil on pass
+	// Testing: the key record has t=y (RFC 6376 §3.6.1). The signature is
+	// reported, but verifiers "MUST NOT treat messages from Signers in
+	// testing mode differently from unsigned email": DMARC ignores it.
+	Testing bool
+	Reason  string // short human reason for anything but pass, e.g. "body hash mismatch"
+	Err     error  // underlying error; nil on pass
 }
 
 // Options tune verification. A nil *Options, or a zero field, means the default.

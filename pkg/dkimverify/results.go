@@ -113,6 +113,7 @@ func (v *Verifier) verify(s *signature, res *Result, scratch []byte) (vd *verdic
 		return &verdict{StatusFail, "signature mismatch", fmt.Errorf("dkim: signature did not verify: %w", err)}, scratch
 	}
 	res.KeyBits = key.bits
+	res.Testing = key.rec != nil && key.rec.Testing
 
 	// RFC 8301 §3.2 allows sites to ask for more than 1024 bits.
 	if key.alg == "rsa" && key.bits < v.opts.MinRSABits {

@@ -419,6 +419,11 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 	}
 	in := dmarc.Input{AuthorDomain: all[0], SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
 	for _, d := range r.DKIM {
+		if d.Testing {
+			// RFC 6376 §3.6.1: a signer in testing mode is treated as
+			// unsigned, so its signature never makes DMARC pass.
+			continue
+		}
 		in.DKIM = append(in.DKIM, dmarc.DKIMInput{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
 	}
 	o := &dmarc.Options{Mode: m.e.o.DMARCMode}

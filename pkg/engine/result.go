@@ -182,6 +182,9 @@ func dkimAuthResults(rs []dkimverify.Result) []authres.Result {
 		case d.KeyBits > 0:
 			ar.Reason = fmt.Sprintf("%d-bit key", d.KeyBits)
 		}
+		if d.Testing && d.Status == dkimverify.StatusPass {
+			ar.Reason = joinReason(ar.Reason, "key in testing mode (t=y): not used for DMARC, RFC 6376 §3.6.1")
+		}
 		add := func(k, v string) {
 			if v != "" {
 				ar.Props = append(ar.Props, authres.Prop{Key: k, Value: v})
