@@ -72,6 +72,29 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// A quoted local part keeps its quotes on the envelope, and the RCPT
+// command carries nothing after the path; an address that could end the
+// path early is refused before any connection (issue 16).
+func TestSenderEnvelopeQuoting(t *testing.T) {
+	ctx := context.Background()
+	relay := smtptest.New(t, smtptest.Options{})
+	c := SMTPConfig{Host: "127.0.0.1", Port: relay.Port(), StartTLS: StartTLSNone, Timeout: 10 * time.Second}
+	if err := NewSender(c).Send(ctx, "r@receiver.example", `"john doe"@x.example`, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := relay.RcptLines(); len(got) != 1 || got[0] != `RCPT TO:<"john doe"@x.example>` {
+		t.Errorf("RCPT commands %q", got)
+	}
+	for _, to := range []string{"a@x.example> NOTIFY=SUCCESS", "<a@x.example", "a@x.example\r\nRSET"} {
+		if err := NewSender(c).Send(ctx, "r@receiver.example", to, []byte("x\r\n")); !errors.Is(err, ErrRejected) {
+			t.Errorf("Send to %q = %v, want refused", to, err)
+		}
+	}
+	if n := len(relay.RcptLines()); n != 1 {
+		t.Errorf("%d RCPT commands, want only the first", n)
+	}
+}
+
 func TestSender(t *testing.T) {
 	ctx := context.Background()
 	msg := []byte("Subject: x\r\n\r\n.leading dot\r\nbody\r\n")

@@ -75,6 +75,15 @@ func NewSender(c SMTPConfig) *Sender {
 // (connection, TLS, 4xx, timeout) is temporary.
 func (s *Sender) Send(ctx context.Context, from, to string, msg []byte) (err error) {
 	addr := net.JoinHostPort(s.c.Host, strconv.Itoa(s.c.Port))
+	// The paths go between '<' and '>' as they are: an angle bracket or a
+	// line break in them would end the path early and let what follows be
+	// read as SMTP parameters (issue 16). report.Destinations never gives
+	// such an address; this is the last line of defence.
+	for _, a := range []string{from, to} {
+		if strings.ContainsAny(a, "<>\r\n") {
+			return fmt.Errorf("%w: address %q holds '<', '>' or a line break", ErrRejected, a)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.c.Timeout)
 	defer cancel()
 	var d net.Dialer

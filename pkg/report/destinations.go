@@ -186,8 +186,55 @@ func parseMailto(u URI) Destination {
 		d.Err = fmt.Errorf("%w: %q has no usable domain", ErrInvalidURI, u.Address)
 		return d
 	}
-	d.Address = ma.Address[:at+1] + host
+	local, err := envelopeLocalPart(ma.Address[:at])
+	if err != nil {
+		d.Err = fmt.Errorf("%w: %q: %v", ErrInvalidURI, u.Address, err)
+		return d
+	}
+	d.Address = local + "@" + host
 	return d
+}
+
+// envelopeLocalPart writes a local part, as net/mail returns it (quotes
+// removed), the way RFC 5321 §4.1.2 wants it on the SMTP envelope:
+// as a Dot-string when it is one, else as a Quoted-string. net/mail gives
+// `"a> NOTIFY=SUCCESS"@example.com` back as `a> NOTIFY=SUCCESS@example.com`:
+// sent as is, "RCPT TO:<a> NOTIFY=SUCCESS@…>" would carry a parameter
+// the publisher of the rua chose (issue 16). What would need a
+// quoted-pair ('"', '\'), what a careless server could take for the end
+// of the path ('<', '>'), control characters and non-ASCII (SMTPUTF8,
+// which the report sender does not use) are refused; so the address on the
+// envelope holds no '>' but the one that ends it.
+func envelopeLocalPart(l string) (string, error) {
+	if l == "" || len(l) > 64 { // RFC 5321 §4.5.3.1.1
+		return "", errors.New("local part empty or longer than 64 octets")
+	}
+	for i := 0; i < len(l); i++ {
+		if c := l[i]; c < 0x20 || c > 0x7e || strings.IndexByte(`<>"\`, c) >= 0 {
+			return "", fmt.Errorf("local part holds %q, refused on the SMTP envelope", c)
+		}
+	}
+	if isDotString(l) {
+		return l, nil
+	}
+	return `"` + l + `"`, nil
+}
+
+// isDotString reports whether l is an RFC 5321 Dot-string: atoms of atext
+// joined by single dots.
+func isDotString(l string) bool {
+	for atom := range strings.SplitSeq(l, ".") {
+		if atom == "" {
+			return false
+		}
+		for i := 0; i < len(atom); i++ {
+			c := atom[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ParseSize reads the rua size limit ("10m"; RFC 7489 §6.2, kept as

@@ -66,6 +66,16 @@ func TestDestinations(t *testing.T) {
 		{"two mailboxes", "mailto:a@example.com%2Cb@example.com", "invalid"},
 		{"bad size", "mailto:d@example.com!10x", "invalid"},
 		{"https", "https://example.com/dmarc", "unsupported"},
+		// Quoted local parts keep their quotes on the envelope; nothing
+		// may end the path early or add a parameter (issue 16).
+		{"quoted local part", "mailto:%22john%20doe%22@example.com", `ok:"john doe"@example.com`},
+		{"quoted dot-string", "mailto:%22dmarc%22@example.com", "ok:dmarc@example.com"},
+		{"quoted, two dots", "mailto:%22a..b%22@example.com", `ok:"a..b"@example.com`},
+		{"parameter injection", "mailto:%22a%3E%20NOTIFY%3DSUCCESS%22@example.com", "invalid"},
+		{"angle bracket", "mailto:%22x%3Cy%22@example.com", "invalid"},
+		{"unquoted angle bracket", "mailto:a%3E@example.com", "invalid"},
+		{"quoted-pair", "mailto:%22a%5C%22b%22@example.com", "invalid"},
+		{"non-ASCII local part", "mailto:%C3%A9@example.com", "invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,11 +61,12 @@ type Server struct {
 	caPEM  []byte
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	msgs   []Message
-	rcpt   map[string]string // recipient → reply to RCPT
-	conns  map[net.Conn]bool
-	closed bool
+	mu        sync.Mutex
+	msgs      []Message
+	rcpt      map[string]string // recipient → reply to RCPT
+	rcptLines []string          // every RCPT command as received
+	conns     map[net.Conn]bool
+	closed    bool
 }
 
 // New starts a server on 127.0.0.1; t.Cleanup stops it.
@@ -122,6 +124,14 @@ func (s *Server) Refuse(addr, reply string) {
 		return
 	}
 	s.rcpt[strings.ToLower(addr)] = reply
+}
+
+// RcptLines returns every RCPT command received, as sent (parameters
+// included), in order.
+func (s *Server) RcptLines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.rcptLines)
 }
 
 // Messages returns a copy of what was accepted so far.
@@ -255,6 +265,7 @@ func (s *Server) session(c net.Conn) {
 			}
 			to := path(arg)
 			s.mu.Lock()
+			s.rcptLines = append(s.rcptLines, line)
 			r := s.rcpt[strings.ToLower(to)]
 			s.mu.Unlock()
 			if r != "" {
