@@ -131,7 +131,7 @@ func (r *run) hostDataset(s setting, what string) ([]string, bool) {
 		r.note(s.at, s.name, None, "%v: nothing taken", err)
 		return nil, false
 	}
-	if ds.entries == nil && ds.kind != "csl" && ds.kind != "file" && ds.kind != "refile" {
+	if ds.unsupported() {
 		r.note(s.at, s.name, None, "data sets of type %s: are not read; list the %s in the TOML", ds.kind, what)
 		return nil, false
 	}
@@ -159,18 +159,25 @@ func (r *run) externalIgnore(s setting) string {
 	return fmt.Sprintf("signing.external_ignore: %d entries", len(l))
 }
 
+// hostCSV reads a comma-separated host list (policyd-spf's form).
+func (r *run) hostCSV(s setting) []string {
+	var l []string
+	for _, e := range splitList(s.value) {
+		h, _, err := hostEntry(e, false)
+		if err != nil {
+			r.note(s.at, s.name, None, "%v", err)
+			continue
+		}
+		l = append(l, h)
+	}
+	return l
+}
+
 // peerList collects hosts that one tool did not check; finish decides.
 func (r *run) peerList(s setting, what string) string {
 	var l []string
 	if what == "skip_addresses" {
-		for _, e := range splitList(s.value) {
-			h, _, err := hostEntry(e, false)
-			if err != nil {
-				r.note(s.at, s.name, None, "%v", err)
-				continue
-			}
-			l = append(l, h)
-		}
+		l = r.hostCSV(s)
 	} else {
 		var ok bool
 		if l, ok = r.hostDataset(s, "hosts"); !ok {
@@ -229,7 +236,7 @@ func (r *run) keyTable(s setting) string {
 		r.note(s.at, s.name, None, "%v: no keys taken", err)
 		return ""
 	}
-	if ds.entries == nil && ds.kind != "file" && ds.kind != "refile" && ds.kind != "csl" {
+	if ds.unsupported() {
 		r.note(s.at, s.name, None, "data sets of type %s: are not read; write [[signing.keys]] by hand", ds.kind)
 		return ""
 	}
@@ -262,7 +269,7 @@ func (r *run) signingTable(s setting) string {
 		r.note(s.at, s.name, None, "%v: no rules taken", err)
 		return ""
 	}
-	if ds.entries == nil && ds.kind != "file" && ds.kind != "refile" && ds.kind != "csl" {
+	if ds.unsupported() {
 		r.note(s.at, s.name, None, "data sets of type %s: are not read; write [[signing.rules]] by hand", ds.kind)
 		return ""
 	}

@@ -412,16 +412,7 @@ var PolicydSPF = Tool{Name: "policyd-spf", File: "policyd-spf.conf", Manual: "po
 		{Name: "Whitelist", Target: "dmarc.trusted_forwarders", Kind: Changed,
 			Note: "these clients are still checked but their failing mail is never rejected or held",
 			apply: func(r *run, s setting) string {
-				var l []string
-				for _, e := range splitList(s.value) {
-					h, _, err := hostEntry(e, false)
-					if err != nil {
-						r.note(s.at, s.name, None, "%v", err)
-						continue
-					}
-					l = append(l, h)
-				}
-				r.out.add("dmarc.trusted_forwarders", l, s.at, s.name)
+				r.out.add("dmarc.trusted_forwarders", r.hostCSV(s), s.at, s.name)
 				return "dmarc.trusted_forwarders (checked, never rejected)"
 			}},
 		{Name: "Domain_Whitelist", Kind: None, Note: "trusting every address a domain's SPF record authorises has no equivalent; list forwarders in `dmarc.trusted_forwarders`"},

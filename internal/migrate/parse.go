@@ -69,6 +69,12 @@ type dataset struct {
 	entries []entry
 }
 
+// unsupported reports a data set of a type migrate does not read (db:,
+// ldap:, lua:…).
+func (ds dataset) unsupported() bool {
+	return ds.kind != "csl" && ds.kind != "file" && ds.kind != "refile"
+}
+
 // entry is one line of a data set: its key, the rest of the line, and
 // where it is.
 type entry struct {
