@@ -19,8 +19,8 @@ func FuzzMigrate(f *testing.F) {
 	} {
 		f.Add(s, "127.0.0.1\n!10.0.0.1\n*.example.com\n[::1]\n*@*.x\n")
 	}
+	dir := f.TempDir() // one per process: the calls of one worker are sequential
 	f.Fuzz(func(t *testing.T, conf, table string) {
-		dir := t.TempDir()
 		for _, n := range []string{"hosts", "kt", "st"} {
 			if err := os.WriteFile(filepath.Join(dir, n), []byte(table), 0o600); err != nil {
 				t.Fatal(err)
