@@ -374,7 +374,15 @@ func checkDKIM(ctx context.Context, r checkResolver, d, selector, keyFile string
 		return
 	case len(txts) > 1:
 		// RFC 6376 §3.6.2.2: the result with several records is undefined.
-		rep.add("dkim.record", checkFail, "%d TXT records at %s: verifiers may pick any (RFC 6376 §3.6.2.2)", len(txts), name)
+		// Our verifier uses the ones that are key records (and tries two
+		// or three of them in turn); others refuse any second record.
+		keys := 0
+		for _, t := range txts {
+			if _, err := dkimverify.ParseKeyRecord(t); err == nil {
+				keys++
+			}
+		}
+		rep.add("dkim.record", checkFail, "%d TXT records at %s, %d of them key records: the result is undefined (RFC 6376 §3.6.2.2) and verifiers differ (authmilter tries the key records, go-msgauth fails every signature, dkimpy uses whichever comes first): publish one record", len(txts), name, keys)
 		return
 	}
 	// The verifier's own parser and checks: what passes here is what the
