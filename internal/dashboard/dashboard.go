@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -295,7 +294,10 @@ type Sources struct {
 	Domain  string
 	Sources []SourceRow
 	// Failing is the sum of the messages that failed DMARC: what
-	// p=quarantine or p=reject would have acted on (policy page).
+	// p=quarantine or p=reject would have acted on (policy page); of
+	// Messages, every message reported about the domain. Sources lists
+	// the largest MaxSources (by messages, or on the policy page by
+	// failing messages).
 	Failing, Messages int64
 }
 
@@ -304,24 +306,25 @@ func (d *dash) sourceRows(r *http.Request, p period, failingOnly bool) (Sources,
 	if err != nil {
 		return Sources{}, err
 	}
-	ts, err := d.o.Store.IncomingTotals(r.Context(), store.IncomingFilter{Domain: dom, Since: p.Since, Until: p.Until}, store.BySource, 0)
+	f := store.IncomingFilter{Domain: dom, Since: p.Since, Until: p.Until}
+	out := Sources{Period: p, Domain: dom}
+	tot, err := d.o.Store.IncomingTotals(r.Context(), f, store.ByDomain, 0)
 	if err != nil {
 		return Sources{}, err
 	}
-	out := Sources{Period: p, Domain: dom}
-	for _, t := range ts {
-		out.Messages += t.Messages
-		out.Failing += t.Failing()
-		if failingOnly && t.Failing() == 0 {
-			continue
-		}
-		out.Sources = append(out.Sources, SourceRow{Totals: t})
+	if len(tot) > 0 {
+		out.Messages, out.Failing = tot[0].Messages, tot[0].Failing()
 	}
+	g := store.BySource
 	if failingOnly {
-		sort.SliceStable(out.Sources, func(i, j int) bool { return out.Sources[i].Failing() > out.Sources[j].Failing() })
+		g = store.BySourceFailing
 	}
-	if len(out.Sources) > d.o.MaxSources {
-		out.Sources = out.Sources[:d.o.MaxSources]
+	ts, err := d.o.Store.IncomingTotals(r.Context(), f, g, d.o.MaxSources)
+	if err != nil {
+		return Sources{}, err
+	}
+	for _, t := range ts {
+		out.Sources = append(out.Sources, SourceRow{Totals: t})
 	}
 	d.names(r.Context(), out.Sources)
 	return out, nil

@@ -185,6 +185,9 @@ const (
 	ByReporter IncomingGroup = "org"
 	BySource   IncomingGroup = "source_ip"
 	ByDay      IncomingGroup = "day"
+	// BySourceFailing is BySource for the sources with messages that
+	// failed DMARC, most failing first.
+	BySourceFailing IncomingGroup = "source_ip_failing"
 )
 
 // Totals are the message counts of one group of rows.
@@ -220,8 +223,10 @@ func (s *Store) IncomingTotals(ctx context.Context, f IncomingFilter, g Incoming
 	case ByDomain, ByReporter:
 	case ByDay:
 		key, order = "CAST(begin_ts / 86400 AS TEXT)", "MIN(begin_ts)"
-	case BySource:
-		table, msgs = "agg_rows", "count"
+	case BySource, BySourceFailing:
+		// An index-only scan of agg_rows_sources (migration 5); the group
+		// is sorted and cut in SQL, so that only limit rows come back.
+		key, table, msgs = "source_ip", "agg_rows", "count"
 		extra = ", 0, MAX(dkim_domain), MAX(spf_domain), MAX(header_from)"
 	default:
 		return nil, fmt.Errorf("store: unknown grouping %q", g)
@@ -245,7 +250,12 @@ func (s *Store) IncomingTotals(ctx context.Context, f IncomingFilter, g Incoming
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " GROUP BY " + key + " ORDER BY " + order
+	q += " GROUP BY " + key
+	if g == BySourceFailing {
+		q += " HAVING SUM(count) > SUM(n_pass)"
+		order = "SUM(count) - SUM(n_pass) DESC, 1"
+	}
+	q += " ORDER BY " + order
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}

@@ -74,6 +74,7 @@ func TestIncomingStoreAndTotals(t *testing.T) {
 				{Key: "Microsoft.com", Messages: 7, DMARCPass: 5, DKIMAligned: 5, Quarantined: 2, Reports: 1}})
 			check(BySource, []Totals{{Key: "192.0.2.1", Messages: 15, DMARCPass: 15, DKIMAligned: 15, SPFAligned: 10},
 				{Key: "198.51.100.7", Messages: 3, Rejected: 3}, {Key: "2001:db8::1", Messages: 2, Quarantined: 2}})
+			check(BySourceFailing, []Totals{{Key: "198.51.100.7", Messages: 3, Rejected: 3}, {Key: "2001:db8::1", Messages: 2, Quarantined: 2}})
 			check(ByDay, []Totals{{Key: "2026-03-01", Messages: 13, DMARCPass: 10, DKIMAligned: 10, SPFAligned: 10, Rejected: 3, Reports: 1},
 				{Key: "2026-03-02", Messages: 7, DMARCPass: 5, DKIMAligned: 5, Quarantined: 2, Reports: 1}})
 			f = IncomingFilter{Since: day.Add(24 * time.Hour)}
