@@ -575,7 +575,15 @@ func (r *Resolver) exchange(ctx context.Context, server, qname string, qtype uin
 
 	now := r.now()
 	a = &answer{server: server}
-	rrs, ttl := finalRecords(reply, qname, qtype)
+	rrs, ttl, ok := finalRecords(reply, qname, qtype)
+	if !ok {
+		// What a recursive resolver answers for such a chain (BIND and
+		// Unbound: SERVFAIL): a temporary error, so SPF, DKIM and DMARC
+		// report temperror, never none.
+		outcome = OutcomeServFail
+		return nil, &net.DNSError{Err: fmt.Sprintf("CNAME chain longer than %d or a loop", maxCNAMEChain),
+			Name: qname, Server: server, IsTemporary: true}
+	}
 	switch {
 	case reply.Rcode == dns.RcodeNameError:
 		a.nxdomain = true
@@ -619,11 +627,13 @@ func (r *Resolver) send(ctx context.Context, network, server string, m *dns.Msg)
 
 // finalRecords follows the CNAME chain from qname through the answer section
 // and returns the records of type qtype at its end, with the smallest TTL
-// seen along the chain.
-func finalRecords(m *dns.Msg, qname string, qtype uint16) ([]dns.RR, time.Duration) {
+// seen along the chain. ok is false for a chain longer than maxCNAMEChain
+// (or a loop): its end is unknown, so the caller must not read it as "no
+// such record" (issue #15 item 10).
+func finalRecords(m *dns.Msg, qname string, qtype uint16) (_ []dns.RR, _ time.Duration, ok bool) {
 	name := qname
 	ttl := uint32(1<<31 - 1)
-	for range maxCNAMEChain + 1 {
+	for hops := range maxCNAMEChain + 1 {
 		var out []dns.RR
 		var next string
 		for _, rr := range m.Answer {
@@ -639,12 +649,18 @@ func finalRecords(m *dns.Msg, qname string, qtype uint16) ([]dns.RR, time.Durati
 				ttl = min(ttl, h.Ttl)
 			}
 		}
+		if len(out) == 0 && hops == maxCNAMEChain {
+			// maxCNAMEChain CNAMEs followed and nothing at the end: a
+			// server that stops following there (as ours and many
+			// authoritative ones do) leaves the end unknown.
+			return nil, 0, false
+		}
 		if len(out) > 0 || next == "" {
-			return out, time.Duration(ttl) * time.Second
+			return out, time.Duration(ttl) * time.Second, true
 		}
 		name = next
 	}
-	return nil, 0
+	return nil, 0, false
 }
 
 // negativeTTL is how long a negative answer may be cached: RFC 2308 §5,

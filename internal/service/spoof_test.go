@@ -325,3 +325,72 @@ _dmarc.example.org. 300 IN TXT "v=DMARC1; p=reject"
 		})
 	}
 }
+
+// cnameChain returns zone lines that make name a chain of n CNAMEs ending
+// at a TXT record txt.
+func cnameChain(name string, n int, txt string) string {
+	var b strings.Builder
+	prev := name
+	for i := 1; i <= n; i++ {
+		next := fmt.Sprintf("c%d.%s", i, name)
+		fmt.Fprintf(&b, "%s 300 IN CNAME %s\n", prev, next)
+		prev = next
+	}
+	fmt.Fprintf(&b, "%s 300 IN TXT %q\n", prev, txt)
+	return b.String()
+}
+
+// Issue #15 item 10: a CNAME chain too long to follow (more than 8, or a
+// loop) for a _dmarc or DKIM key record is temperror — with the default
+// dmarc.temperror the message is deferred — never none.
+func TestLongCNAMEChainIsTemperror(t *testing.T) {
+	const dmarcRec = "v=DMARC1; p=reject"
+	keys := dkimZone(t, "")
+	i := strings.Index(keys, "rsa2048._domainkey.example.org. 300 IN TXT ")
+	keyTXT := keys[i+len("rsa2048._domainkey.example.org. 300 IN TXT "):]
+	keyTXT = keyTXT[:strings.IndexByte(keyTXT, '\n')]
+	zone := baseZone + `
+chain7.test.  300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+chain9.test.  300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+loop.test.    300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc.loop.test. 300 IN CNAME a.loop.test.
+a.loop.test.  300 IN CNAME _dmarc.loop.test.
+example.org.  300 IN TXT "v=spf1 -all"
+_dmarc.example.org. 300 IN TXT "v=DMARC1; p=none"
+` + cnameChain("_dmarc.chain7.test.", 7, dmarcRec) + cnameChain("_dmarc.chain9.test.", 9, dmarcRec) +
+		strings.Replace(keys, "rsa2048._domainkey.example.org. 300 IN TXT "+keyTXT+"\n", "", 1)
+	for _, tt := range []struct {
+		name  string
+		hops  int
+		want  string
+		reply string
+	}{
+		{"dmarc record after 7 CNAMEs", 0, "dmarc=pass header.from=chain7.test", ""},
+		{"dmarc record after 9 CNAMEs", 0, "dmarc=temperror header.from=chain9.test", "451 4.7.5"},
+		{"dmarc record in a CNAME loop", 0, "dmarc=temperror header.from=loop.test", "451 4.7.5"},
+		{"DKIM key after 7 CNAMEs", 7, "dkim=pass header.d=example.org", ""},
+		{"DKIM key after 9 CNAMEs", 9, "dkim=temperror header.d=example.org", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			z := zone
+			var m msg
+			if tt.hops > 0 {
+				z += cnameChain("rsa2048._domainkey.example.org.", tt.hops, "")
+				z = strings.Replace(z, `IN TXT ""`, "IN TXT "+keyTXT, 1)
+				m = emlMsg(t, fixtures+"simple-odd-whitespace.eml", "alice@example.org")
+			} else {
+				d := strings.TrimPrefix(strings.Fields(tt.want)[1], "header.from=")
+				m = msg{from: "a@" + d, headers: stdHeaders(d), body: "x\r\n"}
+			}
+			h := newHarness(t, z, nil)
+			c := h.connect("192.0.2.1", "[192.0.2.1]", "mx.sender.test")
+			r := c.send(m)
+			if ar := r.ar(t); !hasResult(ar, tt.want) {
+				t.Errorf("A-R lacks %q:\n%s", tt.want, ar)
+			}
+			if got := strings.TrimPrefix(r.reply(), "y "); !strings.HasPrefix(got, tt.reply) || (tt.reply == "") != (got == "") {
+				t.Errorf("reply %q, want %q", got, tt.reply)
+			}
+		})
+	}
+}
