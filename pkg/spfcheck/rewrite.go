@@ -19,7 +19,8 @@ import (
 //     visible character but "%", §7.1); only a trailing "/digits" or
 //     "//digits" after a: or mx: is a CIDR length (§5.3, §5.4). The library
 //     cuts a:/mx: at the first "/" and refuses a "/" in any other
-//     domain-spec. We write each such "/" as slashMark, which the library
+//     domain-spec. We write each such "/" (but in ptr:, see rewriteTerm) as
+//     slashMark, which the library
 //     passes through as an ordinary character, and turn it back into "/" in
 //     every name it looks up. A NUL cannot be in a record we accept (the
 //     syntax check refuses it: the result is then permerror anyway) nor in
@@ -105,8 +106,13 @@ func rewriteTerm(term string, expandP func(string) string) string {
 			return q + term
 		}
 		return q + term[:colon+1] + markSlashes(expandP(spec)) + arg[len(spec):]
-	case "include", "exists", "ptr":
+	case "include", "exists":
 		return q + term[:colon+1] + markSlashes(expandP(arg))
+	case "ptr":
+		// The library compares PTR names with this domain itself, where
+		// a mark would never match: a "/" here stays the library's
+		// permerror (ptr is deprecated, §5.5, and such names do not occur).
+		return q + term[:colon+1] + expandP(arg)
 	}
 	return q + term
 }

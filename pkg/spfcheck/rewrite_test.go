@@ -27,7 +27,7 @@ func TestRewriteRecord(t *testing.T) {
 		{"v=spf1 ~mx:x/y.example.com//64", "v=spf1 ~mx:x" + m + "y.example.com//64", 0},
 		{"v=spf1 a:foo.example.com/24 a/24 mx//64 ip4:192.0.2.0/24 ip6:2001:db8::/32", "v=spf1 a:foo.example.com/24 a/24 mx//64 ip4:192.0.2.0/24 ip6:2001:db8::/32", 0},
 		{"v=spf1 include:a/b.example.com exists:c/d.example.com ptr:e/f.example.com redirect=g/h.example.com",
-			"v=spf1 include:a" + m + "b.example.com exists:c" + m + "d.example.com ptr:e" + m + "f.example.com redirect=g" + m + "h.example.com", 0},
+			"v=spf1 include:a" + m + "b.example.com exists:c" + m + "d.example.com ptr:e/f.example.com redirect=g" + m + "h.example.com", 0},
 		{"v=spf1 exists:%{p}.should.example.com ~exists:%{p}.ok.example.com",
 			"v=spf1 exists:" + p + ".should.example.com ~exists:" + p + ".ok.example.com", 1},
 		{"v=spf1 exists:%{p2}.x.example", "v=spf1 exists:example.com.x.example", 1},
