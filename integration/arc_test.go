@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/pkg/report"
@@ -101,10 +103,33 @@ func TestARCThroughPostfix(t *testing.T) {
 		reporttest.Validate(t, report.FormatRFC9990, xml)
 	})
 
-	t.Run("untrusted sealer: rejected", func(t *testing.T) {
-		runMilter(t, "arc-untrusted", defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt))
+	t.Run("untrusted sealer: rejected; trusted after a reload: delivered", func(t *testing.T) {
+		cfg := defaultConfig(dnsSrv.Addr(), "inet:"+pf.milterAlt)
+		m := runMilter(t, "arc-untrusted", cfg)
 		id := newID(t.Name())
 		_, err := sendOne(pf.smtpAlt, list, bounce, []string{"rcpt@rcpt.test"}, withTestID(id, chain))
 		wantSMTPError(t, err, 550, "5.7.1 Email rejected per DMARC policy for author.example")
+
+		// SIGHUP applies arc.trusted_sealers without a restart.
+		cfg.Extra = "\n[arc]\ntrusted_sealers = [\"lists.example\"]\n"
+		cfg.StoreDir = filepath.Join(filepath.Dir(m.cmd.Args[3]), "arc-untrusted-store")
+		if err := writeFile(m.cmd.Args[3], cfg.toml()); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.log.String(), "configuration reloaded"); {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload logged:\n%s", tail(m.log.String(), 3000))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !strings.Contains(m.log.String(), "arc.trusted_sealers") {
+			t.Errorf("reload does not name arc.trusted_sealers:\n%s", tail(m.log.String(), 2000))
+		}
+		id = newID(t.Name())
+		d := deliver(t, pf.smtpAlt, list, bounce, withTestID(id, chain), id)
+		wantResult(t, wantAR(t, d), "dmarc", "header.from", "author.example", "fail")
 	})
 }
