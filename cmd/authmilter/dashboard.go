@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
@@ -20,13 +19,7 @@ func startDashboard(cfg *config.Config, st *store.Store, res *resolver.Resolver,
 	c := cfg.Dashboard
 	o := dashboard.Options{Store: st, Auth: dashboard.Auth{Token: c.Token, User: c.User, Password: c.Password}, Log: log}
 	if c.ResolveNames && res != nil {
-		o.Names = func(ctx context.Context, ip string) string {
-			names, err := res.LookupAddr(ctx, ip)
-			if err != nil || len(names) == 0 {
-				return ""
-			}
-			return strings.TrimSuffix(names[0], ".")
-		}
+		o.Names = dashboard.ReverseNames(res)
 	}
 	srv, err := metrics.Listen(c.Listen, dashboard.Handler(o), log)
 	if err != nil {

@@ -373,3 +373,23 @@ func (d *dash) local(r *http.Request, p period) (any, error) {
 	}
 	return Local{Period: p, Domains: ls}, nil
 }
+
+// AddrLookuper is what ReverseNames needs of the resolver
+// (internal/resolver.Resolver).
+type AddrLookuper interface {
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+}
+
+// ReverseNames returns an Options.Names that asks res for the PTR name of
+// an address (the first, without the root dot); "" when there is none or
+// the lookup fails. The name is shown as the address's owner claims it:
+// it is not confirmed forward.
+func ReverseNames(res AddrLookuper) func(ctx context.Context, ip string) string {
+	return func(ctx context.Context, ip string) string {
+		names, err := res.LookupAddr(ctx, ip)
+		if err != nil || len(names) == 0 {
+			return ""
+		}
+		return strings.TrimSuffix(names[0], ".")
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/incoming"
 	"github.com/authmilter/authmilter/internal/incoming/incomingtest"
+	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/report"
 )
@@ -67,13 +69,14 @@ func seed(t testing.TB) *store.Store {
 }
 
 func testServer(t testing.TB, st *store.Store) *httptest.Server {
-	h := Handler(Options{Store: st, Auth: Auth{Token: token}, Now: func() time.Time { return now },
-		Names: func(_ context.Context, ip string) string {
-			if ip == "192.0.2.1" {
-				return "mail.example.org"
-			}
-			return ""
-		}})
+	// Reverse names through the real resolver from a test DNS server: one
+	// source has a PTR record, the others none.
+	dns := dnstest.New(t, "1.2.0.192.in-addr.arpa. 300 IN PTR mail.example.org.\n")
+	res, err := resolver.New(resolver.Config{Servers: []string{dns.Addr()}, Timeout: time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(Options{Store: st, Auth: Auth{Token: token}, Now: func() time.Time { return now }, Names: ReverseNames(res)})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
