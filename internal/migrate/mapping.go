@@ -369,8 +369,9 @@ var OpenDMARC = Tool{Name: "OpenDMARC", File: "opendmarc.conf", Manual: "opendma
 	none(whyLog, "Syslog", "SyslogFacility"),
 )}
 
-// PolicydSPF is every key of policyd-spf.conf(5) (pypolicyd-spf 2.9).
-var PolicydSPF = Tool{Name: "policyd-spf", File: "policyd-spf.conf", Manual: "policyd-spf.conf(5), pypolicyd-spf 2.9", eq: true, Options: cat(
+// PolicydSPF is every key of policyd-spf.conf(5) (spf-engine 3.0.4, the
+// Python policyd-spf and its milter form pyspf-milter).
+var PolicydSPF = Tool{Name: "policyd-spf", File: "policyd-spf.conf", Manual: "policyd-spf.conf(5), spf-engine 3.0.4", eq: true, Options: cat(
 	[]Option{
 		{Name: "Mail_From_reject", Target: "spf.fail_action", Kind: Mapped, Absent: "Fail",
 			Note: "`Fail` (policyd-spf's default) → `\"reject\"` (550 5.7.23); `False`/`No_Check` → `\"none\"`; `Softfail` rejects fail only",
@@ -449,7 +450,16 @@ var PolicydSPF = Tool{Name: "policyd-spf", File: "policyd-spf.conf", Manual: "po
 				return "log.level stays \"info\""
 			}},
 		{Name: "TestOnly", Kind: None, Note: "a switch of policyd-spf's own test mode"},
+		{Name: "Whitelist_Lookup_Time", Kind: None, Note: "no whitelist lookups in DNS; `spf.timeout` bounds the whole check"},
+		{Name: "QueueID", Kind: Mapped, Note: "always: every message's log line carries `queue_id`",
+			apply: func(r *run, s setting) string { return "always" }},
+		{Name: "Socket", Target: "milter.listen", Kind: Mapped, Note: "the milter form (pyspf-milter): same spellings", apply: socket},
+		{Name: "InternalHosts", Target: "policy.ignore_hosts", Kind: Changed,
+			Note:  "the milter form's hosts that are not SPF-checked; in authmilter that skips DKIM and DMARC too, so with OpenDMARC its IgnoreHosts decides",
+			apply: func(r *run, s setting) string { return r.peerList(s, "InternalHosts") }},
+		{Name: "MacroList", Kind: None, Note: "authenticated senders are recognised by the `{auth_authen}` macro (`policy.skip_authenticated`)"},
 	},
+	none(whyService, "PidFile", "UserID", "UMask"),
 	none("no reject or defer by other results than these (DMARC decides)", "Mail_From_pass_restriction", "HELO_pass_restriction",
 		"No_Mail", "Reject_Not_Pass_Domains"),
 	none("no prospective or mock evaluation; `authmilter verify` evaluates a message offline", "Prospective", "Mock"),
