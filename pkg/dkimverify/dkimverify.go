@@ -198,7 +198,7 @@ type Verifier struct {
 	opts   Options
 	sigs   []*signature
 	fields []hfield
-	index  fieldIndex   // of fields, by name
+	index  fieldIndex   // of fields, by name, built when needed
 	bodies [2]*bodyHash // [0] simple, [1] relaxed; nil if unused
 	// limited are the body hashes of signatures with l=, one each: they
 	// hash only the first l= canonical bytes and count the rest.
@@ -298,7 +298,6 @@ func Start(ctx context.Context, r TXTResolver, header []byte, o *Options) (v *Ve
 	// The fields, from a copy of the header (the caller may reuse it),
 	// and which of them is each signature.
 	v.fields = headerFields(append([]byte(nil), header...))
-	v.index = indexFields(v.fields)
 	n := 0
 	for i, f := range v.fields {
 		if strings.EqualFold(f.name, "DKIM-Signature") && n < len(v.sigs) {

@@ -209,6 +209,9 @@ const maxBPrefix = 64
 // comparison per pair of neighbours suffice: O(k log k) string comparisons,
 // not O(k² · len²).
 func bPrefixes(bs []string) []string {
+	if len(bs) == 1 { // the common case: nothing to tell apart
+		return []string{bs[0][:min(len(bs[0]), 8)]}
+	}
 	order := make([]int, len(bs))
 	for i := range order {
 		order[i] = i

@@ -3,6 +3,8 @@ package dkimverify
 import (
 	"bytes"
 	"crypto/sha256"
+	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -153,26 +155,76 @@ func withoutB(raw []byte) []byte {
 
 // fieldIndex finds the fields of a name without scanning the header block:
 // h= may name thousands of fields against a block of a thousand, and one
-// scan per name would cost their product (issue 16).
+// scan per name would cost their product (issue 16). It is built the first
+// time a signature needs it, which ordinary mail never does (maxScan).
 type fieldIndex struct {
+	once   sync.Once
 	slot   map[string]int // foldKey of a name → its slot
 	fields [][]int        // per slot, the indexes of the fields of that name, in header order
 }
 
-func indexFields(fields []hfield) fieldIndex {
-	ix := fieldIndex{slot: make(map[string]int)}
-	var key []byte
-	for i, f := range fields {
-		key = foldKey(key[:0], f.name)
-		n, ok := ix.slot[string(key)]
-		if !ok {
-			n = len(ix.fields)
-			ix.slot[string(key)] = n
-			ix.fields = append(ix.fields, nil)
+// maxScan is the number of name comparisons (names in h= times fields)
+// up to which headerDigest scans the block for each name, as cheap as the
+// index for ordinary mail and without its allocations.
+const maxScan = 4096
+
+func (ix *fieldIndex) build(fields []hfield) {
+	ix.once.Do(func() {
+		ix.slot = make(map[string]int)
+		var key []byte
+		for i, f := range fields {
+			key = foldKey(key[:0], f.name)
+			n, ok := ix.slot[string(key)]
+			if !ok {
+				n = len(ix.fields)
+				ix.slot[string(key)] = n
+				ix.fields = append(ix.fields, nil)
+			}
+			ix.fields[n] = append(ix.fields[n], i)
 		}
-		ix.fields[n] = append(ix.fields[n], i)
+	})
+}
+
+// appendSignedScan appends the fields h= names (RFC 6376 §5.4.2: for
+// each name the last field of that name not used yet) by scanning the
+// block from the bottom for each name.
+func appendSignedScan(buf []byte, fields []hfield, s *signature) []byte {
+	var usedBuf [64]bool
+	used := usedBuf[:0]
+	if len(fields) <= len(usedBuf) {
+		used = usedBuf[:len(fields)]
+	} else {
+		used = make([]bool, len(fields))
 	}
-	return ix
+	for _, name := range s.headers {
+		for i := len(fields) - 1; i >= 0; i-- {
+			if !used[i] && strings.EqualFold(fields[i].name, name) {
+				used[i] = true
+				buf = appendCanonField(buf, fields[i].raw, s.relaxedHead)
+				break
+			}
+		}
+	}
+	return buf
+}
+
+// appendSignedIndexed appends what appendSignedScan does, through the
+// index: linear in h= and the fields it names.
+func appendSignedIndexed(buf []byte, fields []hfield, ix *fieldIndex, s *signature) []byte {
+	// used[n]: how many fields of slot n, from the bottom, are used.
+	used := make([]int, len(ix.fields))
+	var keyBuf [64]byte
+	for _, name := range s.headers {
+		n, ok := ix.slot[string(foldKey(keyBuf[:0], name))]
+		if !ok {
+			continue
+		}
+		if list := ix.fields[n]; used[n] < len(list) {
+			used[n]++
+			buf = appendCanonField(buf, fields[list[len(list)-used[n]]].raw, s.relaxedHead)
+		}
+	}
+	return buf
 }
 
 // foldKey appends to dst a key equal for two names exactly when
@@ -208,24 +260,12 @@ func foldKey(dst []byte, s string) []byte {
 // canonicalised with c='s header algorithm. Its cost is linear in the size
 // of h= and of the fields it names.
 func headerDigest(fields []hfield, ix *fieldIndex, s *signature, scratch []byte) ([]byte, []byte) {
-	var usedBuf [64]int
-	var used []int // per slot of ix, how many fields from the bottom are used
-	if len(ix.fields) <= len(usedBuf) {
-		used = usedBuf[:len(ix.fields)]
+	var buf []byte
+	if len(s.headers)*len(fields) <= maxScan {
+		buf = appendSignedScan(scratch[:0], fields, s)
 	} else {
-		used = make([]int, len(ix.fields))
-	}
-	var keyBuf [64]byte
-	buf := scratch[:0]
-	for _, name := range s.headers {
-		n, ok := ix.slot[string(foldKey(keyBuf[:0], name))]
-		if !ok {
-			continue
-		}
-		if list := ix.fields[n]; used[n] < len(list) {
-			used[n]++
-			buf = appendCanonField(buf, fields[list[len(list)-used[n]]].raw, s.relaxedHead)
-		}
+		ix.build(fields)
+		buf = appendSignedIndexed(scratch[:0], fields, ix, s)
 	}
 	buf = appendCanonField(buf, withoutB(fields[s.field].raw), s.relaxedHead)
 	buf = bytes.TrimSuffix(buf, []byte("\r\n"))

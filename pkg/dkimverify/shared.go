@@ -46,14 +46,13 @@ func ValidDomain(d string) bool { return validDomain(d) }
 // shares the memory of the block it was made from, which must not change.
 type Header struct {
 	fields []hfield
-	index  fieldIndex
+	index  *fieldIndex // built when a signature needs it
 }
 
 // SplitHeader cuts a complete header block (each field "Name:value\r\n",
 // see AppendField) into fields as the DKIM verifier does.
 func SplitHeader(block []byte) Header {
-	f := headerFields(block)
-	return Header{f, indexFields(f)}
+	return Header{headerFields(block), &fieldIndex{}}
 }
 
 // Len is the number of fields.
@@ -70,7 +69,7 @@ func (h Header) Raw(i int) []byte { return h.fields[i].raw }
 // last one of its name not used yet, then field self without its b= value
 // and final CRLF, all canonicalised simple or relaxed.
 func (h Header) SignatureDigest(self int, signed []string, relaxed bool) []byte {
-	d, _ := headerDigest(h.fields, &h.index, &signature{field: self, headers: signed, relaxedHead: relaxed}, nil)
+	d, _ := headerDigest(h.fields, h.index, &signature{field: self, headers: signed, relaxedHead: relaxed}, nil)
 	return d
 }
 
