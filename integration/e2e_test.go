@@ -238,6 +238,7 @@ func testAuthResults(t *testing.T) {
 		{"forged id before FF", "Authentication-Results: mx.rcpt.test\f; dmarc=pass header.from=forged.test"},
 		{"forged id after NO-BREAK SPACE", "Authentication-Results:\u00a0mx.rcpt.test; dmarc=pass header.from=forged.test"},
 		{"forged id before NEL", "Authentication-Results: mx.rcpt.test\u0085; dmarc=pass header.from=forged.test"},
+		{"forged field with space before the colon", "Authentication-Results : mx.rcpt.test; dmarc=pass header.from=forged.test"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := newID(t.Name())

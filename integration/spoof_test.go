@@ -52,6 +52,15 @@ func testSpoofFrom(t *testing.T) {
 		{"victim's address as quoted display name", []string{`From: "ceo@dmarc-reject.test" <x@spoofer.example.net>`}, victim},
 		{"victim's address as unquoted display name", []string{"From: ceo@dmarc-reject.test <x@spoofer.example.net>"}, unusable},
 		{"trailing dot", []string{"From: ceo@dmarc-reject.test."}, unusable},
+		// Header-name tricks (Chen et al. 2020 §5.2): white space before
+		// the colon, upper case, a second From spelled differently.
+		{"space before the colon", []string{"X-Pad: 1", "From : ceo@dmarc-reject.test"}, victim},
+		// As the first line, "From " is an mbox envelope line to Postfix:
+		// no From field reaches the milter, which fails closed.
+		{"first line 'From :'", []string{"From : ceo@dmarc-reject.test"}, unusable},
+		{"tab before the colon", []string{"From\t: ceo@dmarc-reject.test"}, victim},
+		{"upper-case field name", []string{"FROM: ceo@dmarc-reject.test"}, victim},
+		{"From and From with space before colon", []string{"From: x@spoofer.example.net", "From : ceo@dmarc-reject.test"}, unusable},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := newID(t.Name())

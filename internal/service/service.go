@@ -151,11 +151,14 @@ func (m *Message) Recipient(addr string) {
 }
 
 func (m *Message) Header(name, value string) {
-	if strings.EqualFold(name, authres.HeaderName) {
+	// RFC 5322 §4.5 obsolete syntax allows white space before the colon
+	// ("Authentication-Results :"); readers take it for the same field,
+	// and so does Postfix when it counts a name's fields.
+	if n := strings.TrimRight(name, " \t"); strings.EqualFold(n, authres.HeaderName) {
 		m.arSeen++
 		// RFC 8601 §5: a field claiming to be ours did not come from us.
 		if authres.SameServID(value, m.s.AuthservID) {
-			m.forged = append(m.forged, milter.HeaderRef{Name: name, Index: m.arSeen})
+			m.forged = append(m.forged, milter.HeaderRef{Name: n, Index: m.arSeen})
 		}
 	}
 	if m.s.Failures != nil && len(m.header)+len(name)+len(value) < maxReportHeader {

@@ -109,6 +109,11 @@ func TestSpoofFromClasses(t *testing.T) {
 		{name: "NO-BREAK SPACE before angle", m: fromMsg("x@attacker.example", " ceo@bank.example\u00a0<x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "escaped dot in domain", m: fromMsg("x@attacker.example", ` ceo@bank\.example`), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "two @ in the address", m: fromMsg("x@attacker.example", " ceo@bank.example@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		// White space before the colon (RFC 5322 §4.5 obs-from): the same field.
+		{name: "space before the colon", m: msg{from: "x@attacker.example", headers: [][2]string{{"From ", " ceo@bank.example"}}, body: "x\r\n"},
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "From and 'From ' fields", m: msg{from: "x@attacker.example", headers: [][2]string{{"From", " x@attacker.example"}, {"From\t", " ceo@bank.example"}}, body: "x\r\n"},
+			want: []string{"dmarc=permerror"}, reply: unusable},
 		// What RFC 5322 defines exactly stays valid and passes when authenticated.
 		{name: "obsolete route, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", " Alice <@relay.example:alice@sender.test>"), want: []string{"dmarc=pass header.from=sender.test"}},
 		{name: "quoted local part with @, authenticated", ip: "192.0.2.1", m: fromMsg("alice@sender.test", ` "alice@home"@sender.test`), want: []string{"dmarc=pass header.from=sender.test"}},

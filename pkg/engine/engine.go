@@ -202,6 +202,9 @@ func (m *Message) Header(name, value string) {
 		}
 		m.header = dkimverify.AppendField(m.header, name, value)
 	}
+	// RFC 5322 §4.5: white space may precede the colon ("From :"); the
+	// field is the same one to readers (obs-from).
+	name = strings.TrimRight(name, " \t")
 	if strings.EqualFold(name, "DKIM-Signature") {
 		m.signatures++
 	} else if m.e.o.ARC && arc.IsARCField(name) {
