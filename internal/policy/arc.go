@@ -21,9 +21,10 @@ func (p *Policy) TrustedSealer(domain string) bool {
 // intermediary's word (RFC 8617 §7.2, RFC 9989 §5.4 local policy): the
 // chain passes, and the most recent set sealed by a trusted sealer records
 // in its ARC-Authentication-Results a DMARC pass, or an aligned DKIM or SPF
-// pass, for the author domain. That covers a list that broke the author's
-// DKIM signature (footer, subject tag) after checking it, and a forwarder
-// that broke SPF. It returns the sealer and the RFC 8617 §7.2.2 summary of
+// pass, for the author domain, and the message is still the one that
+// sealer signed (its ARC-Message-Signature verifies). That covers a list
+// that broke the author's DKIM signature (footer, subject tag) after
+// checking it, and a forwarder that broke SPF. It returns the sealer and the RFC 8617 §7.2.2 summary of
 // the chain, or "" when there is no override.
 //
 // What others do: OpenDMARC has no ARC override (OpenARC in front only
@@ -40,9 +41,14 @@ func (p *Policy) arcOverride(r *engine.Result) (sealer, why string) {
 		if !p.sealers[s.SealDomain] {
 			continue
 		}
-		// Only the most recent trusted set speaks: an older one saw
-		// the message before later hops changed it.
-		if !vouches(s.Results, author, r.DMARC) {
+		// Only the most recent trusted set speaks, and only about the
+		// message it signed: its ARC-Message-Signature must still
+		// verify. Otherwise a later, untrusted hop changed the message,
+		// or copied the trusted set from another message (a seal covers
+		// only the ARC sets, so a set can be replayed under a forged
+		// message; the chain then still passes, with oldest-pass above
+		// it).
+		if !s.MessagePass || !vouches(s.Results, author, r.DMARC) {
 			return "", ""
 		}
 		return s.SealDomain, ChainSummary(a)

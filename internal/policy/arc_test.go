@@ -69,6 +69,10 @@ func TestARCTrustedSealers(t *testing.T) {
 		{"older trusted set under an untrusted newer one", []string{"fwd.example"},
 			chain(arc.StatusPass, set(1, "fwd.example", dmarcPass), set(2, "list.example", nil)),
 			relaxed, "fwd.example", "arc=pass as[2].d=list.example as[2].s=s as[1].d=fwd.example as[1].s=s remote-ip[1]=192.0.2.7"},
+		{"trusted set whose message signature no longer verifies", []string{"fwd.example"},
+			chain(arc.StatusPass, arc.Set{Instance: 1, SealDomain: "fwd.example", SealSelector: "s", Results: dmarcPass, SealPass: true},
+				set(2, "list.example", nil)),
+			relaxed, "", ""},
 		{"untrusted sealer claims a pass", []string{"fwd.example"},
 			chain(arc.StatusPass, set(1, "list.example", dmarcPass)), relaxed, "", ""},
 	}

@@ -94,6 +94,11 @@ var chainCases = []struct {
 	// does) and fails the seal: the one case where we differ on purpose
 	// (dkimpyDiffers).
 	{"sets-moved", StatusPass, 0, nil, "192.0.2.10", "forwarder.example lists.example"},
+	// A set copied from a genuine message onto a forged one and sealed
+	// over: the chain passes (seals cover only ARC fields), the copied
+	// set's message signature fails (oldest-pass 2). Local policy must
+	// not take the copied set's word (internal/policy).
+	{"replayed-set", StatusPass, 2, nil, "198.51.100.20", "lists.example forwarder.example"},
 	{"ed25519-sealer", StatusPass, 0, nil, "192.0.2.40", "edseal.example"},
 	{"ed25519-then-rsa", StatusPass, 0, nil, "192.0.2.40", "edseal.example lists.example"},
 	{"missing-key", StatusFail, 0, ErrKey, "", ""},

@@ -168,6 +168,21 @@ def move_set_up(msg, inst):
     return b'\r\n'.join(moved + rest) + b'\r\n\r\n' + body
 
 
+def set_fields(msg, inst):
+    """The three fields of set inst (with their folded lines), as bytes."""
+    head = msg.split(b'\r\n\r\n', 1)[0]
+    out, keep = [], False
+    for line in head.split(b'\r\n'):
+        if line[:1] in (b' ', b'\t'):
+            if keep:
+                out.append(line)
+            continue
+        keep = line.lower().startswith(b'arc-') and (b' i=%d;' % inst) in line
+        if keep:
+            out.append(line)
+    return b'\r\n'.join(out) + b'\r\n'
+
+
 def cases():
     m = author_signed()
     one = seal(m, 'forwarder')
@@ -196,6 +211,14 @@ def cases():
     # The sets in another order in the header (set 1 above set 2): ARC
     # orders by i=, not by position (RFC 8617 §4.1 / §5.1.1).
     yield 'sets-moved', move_set_up(two, 1)
+    # A replay: the set lists.example sealed on a genuine message, copied
+    # onto a forged one (same From, other text, no author signature) and
+    # sealed over by another hop. The seals still verify (a seal covers
+    # only ARC fields); the copied set's message signature does not.
+    list_only = seal(tag_subject(footer(m)), 'lists')
+    forged = BASE.replace(b'Meeting notes', b'Urgent: new bank details').replace(
+        b'the notes are attached below.', b'please pay the invoice to the new account.')
+    yield 'replayed-set', seal(set_fields(list_only, 1) + forged, 'forwarder')
     yield 'ed25519-sealer', seal(m, 'edseal')
     yield 'ed25519-then-rsa', seal(seal(m, 'edseal'), 'lists')
     yield 'missing-key', seal(one, 'nokey')
