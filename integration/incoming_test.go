@@ -66,4 +66,35 @@ domains = ["example.org"]
 	if !strings.Contains(m.log.String(), "incoming report stored before: ignored") {
 		t.Errorf("the re-delivery was not seen as a duplicate")
 	}
+	st.Close()
+
+	// With discard on, a new report is stored and Postfix discards the
+	// mail (at end of DATA: it never enters the queue): a message sent
+	// after it is delivered, the report mail never.
+	cfg.Extra += "discard = true\n"
+	m = runMilter(t, "incoming-discard", cfg)
+	xml2 := incomingtest.XML("google.test", "pf-2", "example.org", 1777680000, incomingtest.Row{IP: "192.0.2.1", Count: 5, DKIM: "pass", SPF: "pass"})
+	discarded, after := newID(t.Name()), newID(t.Name())
+	msg := withTestID(discarded, incomingtest.Mail("google.test", "pf-2", "example.org", "dmarc@rcpt.test", "application/gzip", xml2))
+	if _, err := sendOne(pf.smtpAlt, reporter, "noreply-dmarc@spf-pass.test", []string{"dmarc@rcpt.test"}, msg); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	send("postmaster@rcpt.test", after) // not a rua mailbox: delivered; by then the report mail is long decided
+	if err := m.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(pf.maildir, "new"))
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(pf.maildir, "new", e.Name())); err == nil && strings.Contains(string(b), "X-Test-Id: "+discarded+"\n") {
+			t.Errorf("the stored report mail %s was delivered with discard = true", discarded)
+		}
+	}
+	st2, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(cfg.StoreDir, "records.db"), SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if n, _, _ := st2.IncomingReports(context.Background()); n != 2 {
+		t.Errorf("after the discarded report: %d reports, want 2", n)
+	}
 }
