@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os/user"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -246,7 +248,7 @@ func Parse(data []byte) (*Config, error) {
 		es = append(es, e)
 	}
 	if len(es) > 0 {
-		sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+		slices.SortStableFunc(es, func(a, b Error) int { return cmp.Compare(a.Line, b.Line) })
 		return nil, es
 	}
 	c.normalize()

@@ -93,12 +93,6 @@ func (sg *Signing) External(env milter.Envelope, fromDomains []string, queueID s
 	}
 }
 
-// Begin makes Signing the milter Backend of a signing-only socket
-// (signing.listen): every message is signed, whoever the client is.
-func (sg *Signing) Begin(ctx context.Context, env milter.Envelope) milter.Message {
-	return sg.Sign(env, "signing socket")
-}
-
 // Sign starts signing one message; why says for the log how its direction
 // was chosen.
 func (sg *Signing) Sign(env milter.Envelope, why string) milter.Message {

@@ -47,6 +47,12 @@ func newSigning(t testing.TB, c config.Signing, logs *testmilter.Logs) *service.
 	return sg
 }
 
+// signOnly is the backend of a signing.listen socket whose service signs
+// with sg: every message signed, as serve runs it.
+func signOnly(sg *service.Signing) milter.Backend {
+	return service.SignOnly{Current: service.NewCurrent(&service.Service{Signing: sg, Log: sg.Log})}
+}
+
 // serveBackend runs the real milter server with backend on a loopback
 // port.
 func serveBackend(t testing.TB, backend milter.Backend, logs *testmilter.Logs) *harness {
@@ -106,7 +112,7 @@ func TestSignedMailVerifiesElsewhere(t *testing.T) {
 	var msgs []sent
 	for _, canon := range []string{"relaxed/relaxed", "simple/simple", "relaxed/simple", "simple/relaxed"} {
 		logs := &testmilter.Logs{}
-		h := serveBackend(t, newSigning(t, signingConfig(rsaKey, edKey, canon), logs), logs)
+		h := serveBackend(t, signOnly(newSigning(t, signingConfig(rsaKey, edKey, canon), logs)), logs)
 		c := h.connect("192.0.2.1", "client.example.org", "client.example.org")
 		for _, tc := range []struct {
 			from string
@@ -243,7 +249,7 @@ func TestNotSigned(t *testing.T) {
 	c := signingConfig(rsaKey, edKey, "relaxed/relaxed")
 	c.Rules = c.Rules[:2] // only rsa.example.com and ed.example.com
 	logs := &testmilter.Logs{}
-	h := serveBackend(t, newSigning(t, c, logs), logs)
+	h := serveBackend(t, signOnly(newSigning(t, c, logs)), logs)
 	cn := h.connect("192.0.2.1", "client.example.org", "client.example.org")
 	var big [][2]string // more than max_header_bytes, in fields the protocol can carry
 	for range 11 {

@@ -3,7 +3,7 @@ package store
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +117,7 @@ func Build(m Message, excl Exclusions) []report.Record {
 	}
 	// Domain-less recipients (e.g. "postmaster") add nothing reportable.
 	to = removeEmpty(to)
-	sort.Strings(to)
+	slices.Sort(to)
 
 	t := m.Time
 	if t.IsZero() {

@@ -6,13 +6,14 @@ package store
 // migration 2).
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -321,11 +322,8 @@ func (s *Store) LocalTotalsBy(ctx context.Context, since, until time.Time) ([]Lo
 	for _, t := range m {
 		out = append(out, *t)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Messages != out[j].Messages {
-			return out[i].Messages > out[j].Messages
-		}
-		return out[i].HeaderFrom < out[j].HeaderFrom
+	slices.SortFunc(out, func(a, b LocalTotals) int {
+		return cmp.Or(cmp.Compare(b.Messages, a.Messages), cmp.Compare(a.HeaderFrom, b.HeaderFrom))
 	})
 	return out, nil
 }

@@ -120,9 +120,6 @@ var migrations = [][]string{
 	},
 }
 
-// SchemaVersion is the schema version this build migrates to.
-func SchemaVersion() int { return len(migrations) }
-
 // txer is the little a migration needs of a transaction, on either backend.
 type txer interface {
 	exec(ctx context.Context, q string, args ...any) (int64, error)

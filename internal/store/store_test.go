@@ -528,3 +528,6 @@ func TestSchemaSetupOwnBudget(t *testing.T) {
 		t.Errorf("record not in the database: %v", got)
 	}
 }
+
+// SchemaVersion is the schema version this build migrates to.
+func SchemaVersion() int { return len(migrations) }

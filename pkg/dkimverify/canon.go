@@ -42,10 +42,6 @@ var (
 // special marks the bytes the relaxed scanner stops at.
 var special = [256]bool{' ': true, '\t': true, '\r': true, '\n': true}
 
-func newBodyCanon(h hash.Hash, relaxed bool) *bodyCanon {
-	return &bodyCanon{h: h, relaxed: relaxed}
-}
-
 // flushHeld hashes the held-back line ends: content follows them, so they
 // were not trailing.
 func (c *bodyCanon) flushHeld() {

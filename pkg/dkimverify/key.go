@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // keyLookup is the DNS query for one key name (RFC 6376 §3.6.2.1), shared
@@ -57,28 +58,24 @@ type pubKey struct {
 
 // keyCache holds parsed key records by their text, so that a busy
 // sender's key is not base64-decoded and x509-parsed per message. It is
-// bounded: when full, it starts again empty (hot keys come back at once).
-var keyCache = struct {
-	sync.Mutex
-	m map[string]*pubKey
-}{m: make(map[string]*pubKey)}
+// bounded, least recently used out first (golang-lru, as the resolver's
+// cache).
+var keyCache = func() *lru.Cache[string, *pubKey] {
+	c, err := lru.New[string, *pubKey](keyCacheMax)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return c
+}()
 
 const keyCacheMax = 1024
 
 func cachedKey(record string) *pubKey {
-	keyCache.Lock()
-	k, ok := keyCache.m[record]
-	keyCache.Unlock()
-	if ok {
+	if k, ok := keyCache.Get(record); ok {
 		return k
 	}
-	k = parseKey(record)
-	keyCache.Lock()
-	if len(keyCache.m) >= keyCacheMax {
-		clear(keyCache.m)
-	}
-	keyCache.m[record] = k
-	keyCache.Unlock()
+	k := parseKey(record)
+	keyCache.Add(record, k)
 	return k
 }
 

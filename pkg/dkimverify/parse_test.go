@@ -205,10 +205,7 @@ func TestKeyCache(t *testing.T) {
 	for i := range 3 * keyCacheMax {
 		cachedKey("p=" + strings.Repeat("A", i%7*4) + ";x=" + string(rune('a'+i%26)) + strings.Repeat("b", i))
 	}
-	keyCache.Lock()
-	n := len(keyCache.m)
-	keyCache.Unlock()
-	if n > keyCacheMax {
+	if n := keyCache.Len(); n > keyCacheMax {
 		t.Errorf("key cache holds %d entries, cap %d", n, keyCacheMax)
 	}
 }

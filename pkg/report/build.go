@@ -1,12 +1,13 @@
 package report
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -181,17 +182,10 @@ func Build(entries []Entry, o Options) (reports []*Report, skipped []Skipped, er
 	}
 	for _, rep := range reports {
 		rep.ID = reportID(rep, minID[rep])
-		sort.SliceStable(rep.Rows, func(i, j int) bool { return rep.Rows[i].Count > rep.Rows[j].Count })
+		slices.SortStableFunc(rep.Rows, func(a, b Row) int { return cmp.Compare(b.Count, a.Count) })
 	}
-	sort.Slice(reports, func(i, j int) bool {
-		a, b := reports[i], reports[j]
-		if !a.Begin.Equal(b.Begin) {
-			return a.Begin.Before(b.Begin)
-		}
-		if a.Policy.Domain != b.Policy.Domain {
-			return a.Policy.Domain < b.Policy.Domain
-		}
-		return a.ID < b.ID
+	slices.SortFunc(reports, func(a, b *Report) int {
+		return cmp.Or(a.Begin.Compare(b.Begin), cmp.Compare(a.Policy.Domain, b.Policy.Domain), cmp.Compare(a.ID, b.ID))
 	})
 	return reports, skipped, nil
 }
@@ -331,7 +325,7 @@ func orderDKIM(in []DKIMResult, from string) []DKIMResult {
 		}
 		return 2
 	}
-	sort.SliceStable(out, func(i, j int) bool { return class(out[i]) < class(out[j]) })
+	slices.SortStableFunc(out, func(a, b DKIMResult) int { return cmp.Compare(class(a), class(b)) })
 	if len(out) > MaxDKIMPerRow {
 		out = out[:MaxDKIMPerRow]
 	}
