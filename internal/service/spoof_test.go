@@ -109,6 +109,16 @@ func TestSpoofFromClasses(t *testing.T) {
 		{name: "NO-BREAK SPACE before angle", m: fromMsg("x@attacker.example", " ceo@bank.example\u00a0<x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "escaped dot in domain", m: fromMsg("x@attacker.example", ` ceo@bank\.example`), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "two @ in the address", m: fromMsg("x@attacker.example", " ceo@bank.example@attacker.example"), want: []string{"dmarc=permerror"}, reply: unusable},
+		// Envelope tricks (Chen et al. A1, A2): neither aligns with the victim.
+		{name: "MAIL FROM in a non-existent subdomain of the victim", m: fromMsg("x@nx.bank.example", " ceo@bank.example"),
+			want: []string{"spf=none", "dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "null MAIL FROM, the attacker's HELO", m: fromMsg("", " ceo@bank.example"),
+			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		// DKIM d= with a NUL (Chen et al. A13): malformed, never the victim's.
+		{name: "DKIM d= with a NUL", m: msg{from: "x@attacker.example", headers: [][2]string{
+			{"DKIM-Signature", " v=1; a=rsa-sha256; d=bank.example\x00.attacker.example; s=sel; h=from; bh=AAAA; b=AAAA"},
+			{"From", " ceo@bank.example"}}, body: "x\r\n"},
+			want: []string{"dkim=permerror", "dmarc=fail header.from=bank.example"}, reply: victimReject},
 		// White space before the colon (RFC 5322 §4.5 obs-from): the same field.
 		{name: "space before the colon", m: msg{from: "x@attacker.example", headers: [][2]string{{"From ", " ceo@bank.example"}}, body: "x\r\n"},
 			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
