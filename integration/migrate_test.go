@@ -17,7 +17,7 @@ import (
 // made 0600) and returns the TOML, made to run in the suite: its socket is
 // the per-test milter port behind Postfix's smtpAlt, DNS is the suite's
 // server, the store is private. Everything else is as migrate wrote it.
-func migrated(t *testing.T, seed string, dnsAddr string, args ...string) (toml, root string) {
+func migrated(t *testing.T, seed string, dnsAddr string, args ...string) (toml, root, report string) {
 	t.Helper()
 	root = t.TempDir()
 	if out, err := exec.Command("cp", "-r", filepath.Join("..", "internal", "migrate", "testdata", seed, "root")+"/.", root).CombinedOutput(); err != nil {
@@ -37,11 +37,12 @@ func migrated(t *testing.T, seed string, dnsAddr string, args ...string) (toml, 
 		}
 	}
 	cmd := exec.Command(milterBin, append([]string{"migrate", "-root", root, "-user", "root", "-out", out}, args...)...)
-	report, err := cmd.CombinedOutput()
+	rep, err := cmd.CombinedOutput()
+	report = string(rep)
 	if err != nil {
 		t.Fatalf("authmilter migrate: %v\n%s", err, report)
 	}
-	if !strings.Contains(string(report), "passes authmilter check-config") {
+	if !strings.Contains(report, "passes authmilter check-config") {
 		t.Errorf("migrate report:\n%s", report)
 	}
 	data, err := os.ReadFile(out)
@@ -70,7 +71,7 @@ dir = "` + filepath.Join(root, "store") + `"
 [metrics]
 listen = ""
 `
-	return s, root
+	return s, root, report
 }
 
 // keyRecord is the DNS record of a seed's key file.
@@ -110,7 +111,7 @@ func TestMigratedSeeds(t *testing.T) {
 	// verifies in dkimpy; other mail passes untouched and unsigned.
 	t.Run("opendkim-keytable", func(t *testing.T) {
 		dnsSrv := dnstest.New(t, baseZone)
-		toml, root := migrated(t, "opendkim-keytable", dnsSrv.Addr(), "-opendkim", "/etc/opendkim.conf")
+		toml, root, _ := migrated(t, "opendkim-keytable", dnsSrv.Addr(), "-opendkim", "/etc/opendkim.conf")
 		keyFile := filepath.Join(root, "etc/opendkim/keys/hogehoge.com/hoge.private")
 		rec := keyRecord(t, keyFile, "hoge", "hogehoge.com")
 		m := runMilter(t, "seed-keytable", milterConfig{Listen: []string{"inet:" + pf.milterAlt}, Raw: toml})
@@ -147,7 +148,7 @@ func TestMigratedSeeds(t *testing.T) {
 	// The ArchWiki single-domain form: Mode sv (the default), so local mail
 	// is signed and other mail is DKIM-verified.
 	t.Run("arch-single", func(t *testing.T) {
-		toml0, root := migrated(t, "arch-single", "127.0.0.1:1", "-opendkim", "/etc/opendkim.conf")
+		toml0, root, _ := migrated(t, "arch-single", "127.0.0.1:1", "-opendkim", "/etc/opendkim.conf")
 		rec := keyRecord(t, filepath.Join(root, "etc/opendkim/myselector.private"), "myselector", "example.com")
 		dnsSrv := dnstest.New(t, baseZone+rec)
 		toml := strings.Replace(toml0, `servers = ["127.0.0.1:1"]`, `servers = ["`+dnsSrv.Addr()+`"]`, 1)
@@ -169,7 +170,7 @@ func TestMigratedSeeds(t *testing.T) {
 	// and senders are not touched.
 	t.Run("opendmarc-ignore", func(t *testing.T) {
 		dnsSrv := dnstest.New(t, baseZone)
-		toml, _ := migrated(t, "opendmarc-ignore", dnsSrv.Addr(), "-opendmarc", "/usr/local/etc/mail/opendmarc.conf")
+		toml, _, _ := migrated(t, "opendmarc-ignore", dnsSrv.Addr(), "-opendmarc", "/usr/local/etc/mail/opendmarc.conf")
 		if !strings.Contains(toml, `socket_group = "postfix"`) {
 			t.Errorf("the local: socket did not get socket_group:\n%s", toml)
 		}
@@ -231,7 +232,14 @@ func TestMigratedSeeds(t *testing.T) {
 	// other mail gets Received-SPF.
 	t.Run("policyd-spf-perl", func(t *testing.T) {
 		dnsSrv := dnstest.New(t, baseZone)
-		toml, _ := migrated(t, "policyd-spf-perl", dnsSrv.Addr(), "-master-cf", "/etc/postfix/master.cf", "-main-cf", "/etc/postfix/main.cf")
+		toml, _, report := migrated(t, "policyd-spf-perl", dnsSrv.Addr(), "-master-cf", "/etc/postfix/master.cf", "-main-cf", "/etc/postfix/main.cf")
+		// The Postfix changes it prints: one milter, no policy service.
+		for _, want := range []string{"smtpd_milters = inet:127.0.0.1:8893", `remove the service "policy" (master.cf lines 10-11)`,
+			"without check_policy_service unix:private/policy", "remove policy_time_limit = 3600"} {
+			if !strings.Contains(report, want) {
+				t.Errorf("report lacks %q:\n%s", want, report)
+			}
+		}
 		runMilter(t, "seed-spf-perl", milterConfig{Listen: []string{"inet:" + pf.milterAlt}, Raw: toml})
 		from := "alice@spf-fail.test"
 		id := newID(t.Name() + "fail")

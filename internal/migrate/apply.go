@@ -103,10 +103,17 @@ func (r *run) applyOne(o *Option, s setting) {
 	r.note(s.at, o.Name, kind, "%s", text)
 }
 
+// notTaken reports a value that could not be read; the option is left at
+// authmilter's default.
+func (r *run) notTaken(s setting, err error) string {
+	r.note(s.at, s.name, None, "%v: not taken (authmilter's default stays)", err)
+	return ""
+}
+
 func (r *run) intOption(s setting, key string) string {
 	n, err := strconv.Atoi(strings.TrimSpace(s.value))
 	if err != nil {
-		return fmt.Sprintf("%q is not a number: not taken", s.value)
+		return r.notTaken(s, fmt.Errorf("%q is not a number", s.value))
 	}
 	r.out.set(key, n, s.at, s.name)
 	return fmt.Sprintf("%s = %d", key, n)
@@ -115,7 +122,7 @@ func (r *run) intOption(s setting, key string) string {
 func (r *run) fieldList(s setting, key string) string {
 	ds, err := r.readDataset(s.value, s.at, r.base)
 	if err != nil {
-		return err.Error() + ": not taken"
+		return r.notTaken(s, err)
 	}
 	l := []string{}
 	for _, e := range ds.entries {

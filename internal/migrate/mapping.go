@@ -109,7 +109,7 @@ func socket(r *run, s setting) string {
 func dnsTimeout(r *run, s setting) string {
 	d, err := seconds(s.value)
 	if err != nil {
-		return err.Error() + ": not taken"
+		return r.notTaken(s, err)
 	}
 	if d == "0s" {
 		return "0 (wait forever) has no equivalent: dns.timeout keeps its default"
@@ -178,7 +178,7 @@ var OpenDKIM = Tool{Name: "OpenDKIM", File: "opendkim.conf", Manual: "opendkim.c
 			apply: func(r *run, s setting) string {
 				d, err := seconds(s.value)
 				if err != nil {
-					return err.Error() + ": not taken"
+					return r.notTaken(s, err)
 				}
 				r.out.set("signing.expire", d, s.at, s.name)
 				return "signing.expire = " + strconv.Quote(d)
@@ -206,7 +206,7 @@ var OpenDKIM = Tool{Name: "OpenDKIM", File: "opendkim.conf", Manual: "opendkim.c
 			apply: func(r *run, s setting) string {
 				d, err := seconds(s.value)
 				if err != nil {
-					return err.Error() + ": not taken"
+					return r.notTaken(s, err)
 				}
 				r.out.set("dkim.clock_drift", d, s.at, s.name)
 				return "dkim.clock_drift = " + strconv.Quote(d)
@@ -431,7 +431,7 @@ var PolicydSPF = Tool{Name: "policyd-spf", File: "policyd-spf.conf", Manual: "po
 			apply: func(r *run, s setting) string {
 				d, err := seconds(s.value)
 				if err != nil {
-					return err.Error() + ": not taken"
+					return r.notTaken(s, err)
 				}
 				r.out.set("spf.timeout", d, s.at, s.name)
 				return "spf.timeout = " + strconv.Quote(d)
