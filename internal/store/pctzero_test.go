@@ -41,7 +41,7 @@ func TestPctZeroSaidEverywhere(t *testing.T) {
 			ar = authres.Format("mx.test", []authres.Result{a})
 		}
 	}
-	if !strings.Contains(ar, "p=REJECT applied=QUARANTINE; pct=0 as t=y") {
+	if !strings.Contains(ar, "p=REJECT applied=QUARANTINE, pct=0 as t=y") { // ";" inside comments is written as "," (issue 15)
 		t.Errorf("A-R does not say it: %s", ar)
 	}
 
