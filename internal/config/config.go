@@ -239,13 +239,16 @@ func Parse(data []byte) (*Config, error) {
 	}
 	lines := keyLines(data)
 	es := unknownKeys(raw, "", knownKeys(), lines)
-	c, typeErrs := decodeAll(data, raw, lines)
+	c, typeErrs, complete := decodeAll(data, raw, lines)
 	es = append(es, typeErrs...)
 	// The values that did decode are checked too: every problem of the
-	// file is reported in one pass (issue 19).
-	for _, e := range c.Validate() {
-		e.Line = lines[e.Key]
-		es = append(es, e)
+	// file is reported in one pass (issue 19). Not when decoding stopped
+	// inside a list of tables: its half-read entries would only add noise.
+	if complete {
+		for _, e := range c.Validate() {
+			e.Line = lines[e.Key]
+			es = append(es, e)
+		}
 	}
 	if len(es) > 0 {
 		slices.SortStableFunc(es, func(a, b Error) int { return cmp.Compare(a.Line, b.Line) })
@@ -258,18 +261,16 @@ func Parse(data []byte) (*Config, error) {
 // decodeAll decodes the file into the defaults. The decoder stops at the
 // first value of the wrong type, so each such option is reported and left
 // out, and the rest decoded again, until everything that can be read is.
-func decodeAll(data []byte, raw map[string]any, lines map[string]int) (*Config, Errors) {
-	c := Default()
+func decodeAll(data []byte, raw map[string]any, lines map[string]int) (c *Config, es Errors, complete bool) {
+	c = Default()
 	err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
 	if err == nil {
-		return c, nil
+		return c, nil, true
 	}
-	var es Errors
 	for range 200 { // at most one round per option
 		var de *toml.DecodeError
 		if !errors.As(err, &de) || len(de.Key()) == 0 || !deleteKey(raw, de.Key()) {
-			es = append(es, decodeErrors(err)...)
-			break
+			return c, append(es, decodeErrors(err)...), false
 		}
 		key := strings.Join(de.Key(), ".")
 		es = append(es, Error{Key: key, Line: lines[key], Msg: typeMessage(de.Error())})
@@ -279,10 +280,10 @@ func decodeAll(data []byte, raw map[string]any, lines map[string]int) (*Config, 
 		}
 		c = Default()
 		if err = toml.NewDecoder(bytes.NewReader(doc)).Decode(c); err == nil {
-			break
+			return c, es, true
 		}
 	}
-	return c, es
+	return c, es, false
 }
 
 // deleteKey removes a dotted key from a decoded document.
@@ -421,8 +422,7 @@ func decodeErrors(err error) Errors {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		return Errors{{Key: strings.Join(de.Key(), "."), Line: line, Msg: msg}}
+		return Errors{{Key: strings.Join(de.Key(), "."), Line: line, Msg: typeMessage(de.Error())}}
 	}
 	return Errors{{Msg: err.Error()}}
 }

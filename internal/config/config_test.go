@@ -75,6 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"spf timeout no answer can meet", "[spf]\ntimeout = \"1us\"\n", "spf.timeout", 2, "at least 10ms"},
 		{"socket group missing", "[milter]\nsocket_group = \"no-such-group-19\"\n", "milter.socket_group", 2, "no group"},
 		{"postgres dsn unreadable", "[store]\nbackend = \"postgres\"\npostgres_dsn = \"postgres://u:secret@[::1\"\n", "store.postgres_dsn", 3, "not shown"},
+		{"type in a list of tables", "[[signing.keys]]\nname = 1\n", "signing.keys.name", 2, "want text in quotes, found a number"},
 		{"smtp host with port", "[report.smtp]\nhost = \"127.0.0.1:25\"\n", "report.smtp.host", 2, "the port goes in report.smtp.port"},
 		{"bad ignore_mail_from", "[policy]\nignore_mail_from = [\"a@b.example\"]\n", "policy.ignore_mail_from", 2, "not a domain"},
 		{"bad external_ignore", "[signing]\n\nexternal_ignore = [\"10.0.0.0/33\"]\n", "signing.external_ignore", 3, "not an IP"},
