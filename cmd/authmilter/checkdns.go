@@ -15,6 +15,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/report"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
@@ -158,11 +159,6 @@ func checkDomain(ctx context.Context, r checkResolver, d string, o checkOptions)
 	return rep
 }
 
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
-}
-
 // lookupTXT asks for name's TXT records (absolute name).
 func lookupTXT(ctx context.Context, r checkResolver, name string) ([]string, error) {
 	return r.LookupTXT(ctx, name+".")
@@ -183,7 +179,7 @@ func checkSPF(ctx context.Context, r checkResolver, d string, ip net.IP, rep *dn
 	txts, err := lookupTXT(ctx, r, d)
 	recs := spfRecords(txts)
 	switch {
-	case err != nil && !isNotFound(err):
+	case err != nil && !dnserr.IsNotFound(err):
 		rep.add("spf.record", checkFail, "DNS error looking up %s: %v", d, err)
 		return
 	case len(recs) == 0:
@@ -306,7 +302,7 @@ func (w *spfWalk) follow(ctx context.Context, term, target string, depth int) {
 	w.seen[t] = true
 	defer delete(w.seen, t)
 	txts, err := lookupTXT(ctx, w.r, t)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !dnserr.IsNotFound(err) {
 		w.problems = append(w.problems, fmt.Sprintf("%s: DNS error: %v (temperror)", term, err))
 		return
 	}
@@ -335,7 +331,7 @@ func (w *spfWalk) addresses(ctx context.Context, target string) {
 		w.macros++
 		return
 	}
-	if _, err := w.r.LookupIPAddr(ctx, strings.TrimSuffix(target, ".")+"."); isNotFound(err) {
+	if _, err := w.r.LookupIPAddr(ctx, strings.TrimSuffix(target, ".")+"."); dnserr.IsNotFound(err) {
 		w.voids++
 	}
 }
@@ -347,7 +343,7 @@ func (w *spfWalk) mx(ctx context.Context, target string) {
 	}
 	mxs, err := w.r.LookupMX(ctx, strings.TrimSuffix(target, ".")+".")
 	switch {
-	case isNotFound(err):
+	case dnserr.IsNotFound(err):
 		w.voids++
 	case err == nil && len(mxs) > 10:
 		w.problems = append(w.problems, fmt.Sprintf("mx:%s: %d MX records, at most 10 allowed (permerror, RFC 7208 §4.6.4)", target, len(mxs)))
@@ -366,7 +362,7 @@ func checkDKIM(ctx context.Context, r checkResolver, d, selector, keyFile string
 	name := dkimsign.RecordName(selector, d)
 	txts, err := lookupTXT(ctx, r, name)
 	switch {
-	case isNotFound(err):
+	case dnserr.IsNotFound(err):
 		rep.add("dkim.record", checkFail, "no key record at %s: signatures with s=%s fail (permerror)", name, selector)
 		return
 	case err != nil:
@@ -443,7 +439,7 @@ func checkDMARC(ctx context.Context, r checkResolver, d string, mode dmarc.Mode,
 		}
 	}
 	switch {
-	case err != nil && !isNotFound(err):
+	case err != nil && !dnserr.IsNotFound(err):
 		rep.add("dmarc.record", checkFail, "DNS error looking up %s: %v", name, err)
 	case len(recs) > 1:
 		rep.add("dmarc.record", checkFail, "%d DMARC records at %s: all are ignored (RFC 9989 §4.10)", len(recs), name)
@@ -521,7 +517,7 @@ func checkADSP(ctx context.Context, r checkResolver, d string, rep *dnsReport) {
 	name := "_adsp._domainkey." + d
 	txts, err := lookupTXT(ctx, r, name)
 	switch {
-	case isNotFound(err) || (err == nil && len(txts) == 0):
+	case dnserr.IsNotFound(err) || (err == nil && len(txts) == 0):
 		rep.add("adsp", checkPass, "no ADSP record")
 	case err != nil:
 		rep.add("adsp", checkWarn, "DNS error looking up %s: %v", name, err)

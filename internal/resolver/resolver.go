@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
@@ -310,7 +311,7 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 	a4, err4 = r.lookup(ctx, host, dns.TypeA)
 	wg.Wait()
 	for _, err := range []error{err4, err6} {
-		if err != nil && !isNotFound(err) {
+		if err != nil && !dnserr.IsNotFound(err) {
 			return nil, err
 		}
 	}
@@ -376,11 +377,6 @@ const (
 	errServFail = "server misbehaving" // same text as net.Resolver
 	errTimeout  = "i/o timeout"
 )
-
-func isNotFound(err error) bool {
-	de, ok := err.(*net.DNSError)
-	return ok && de.IsNotFound
-}
 
 // lookup answers one question from the cache or the network. A non-nil
 // error is always a bare *net.DNSError. For a negative answer (NXDOMAIN,

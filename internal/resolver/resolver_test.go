@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	"github.com/miekg/dns"
 )
 
@@ -272,7 +273,7 @@ func TestCacheTTL(t *testing.T) {
 			}
 		}
 		got, err := r.LookupTXT(context.Background(), tt.name)
-		if err != nil && !isNotFound(err) {
+		if err != nil && !dnserr.IsNotFound(err) {
 			t.Fatalf("%s: %v", tt.step, err)
 		}
 		if fmt.Sprint(got) != tt.want || s.Queries() != tt.queries {

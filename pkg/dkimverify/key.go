@@ -6,9 +6,9 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
@@ -39,8 +39,7 @@ func (k *keyLookup) run(ctx context.Context, r TXTResolver) {
 		// A cancelled context or any error that is not a DNS answer is
 		// temporary: the key could not be fetched, which is not proof
 		// that there is none.
-		var de *net.DNSError
-		k.notFound = errors.As(k.err, &de) && de.IsNotFound && ctx.Err() == nil
+		k.notFound = dnserr.IsNotFound(k.err) && ctx.Err() == nil
 	}
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
@@ -105,7 +105,7 @@ func (w *walker) lookup(ctx context.Context, domain string) (*Record, error) {
 	w.queries = append(w.queries, strings.TrimSuffix(name, "."))
 	txts, err := w.r.LookupTXT(ctx, name)
 	if err != nil {
-		if isNotFound(err) {
+		if dnserr.IsNotFound(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%w: TXT %s: %w", ErrTemporary, name, err)
@@ -126,13 +126,6 @@ func (w *walker) lookup(ctx context.Context, domain string) (*Record, error) {
 		return nil, nil
 	}
 	return rec, nil
-}
-
-// isNotFound tells "no such record" from a failure. Anything that is not a
-// *net.DNSError with IsNotFound (context errors included) is a failure.
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
 }
 
 // walk is the DNS tree walk of RFC 9989 §4.10 from start: query start, then

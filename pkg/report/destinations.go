@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
@@ -104,8 +104,7 @@ func verifyExternal(ctx context.Context, r Resolver, polDomain, host string, d D
 	}
 	txts, err := r.LookupTXT(ctx, name+".") // step 5
 	if err != nil {
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
+		if dnserr.IsNotFound(err) {
 			d.Err = fmt.Errorf("%w: no TXT record at %s", ErrNotAuthorized, name)
 		} else {
 			d.Err = fmt.Errorf("%w: %s: %v", ErrTemporary, name, err)
