@@ -255,7 +255,9 @@ func (r *run) keyTable(s setting) string {
 			continue
 		}
 		file := parts[2]
-		if !strings.HasPrefix(file, "/") && !strings.HasPrefix(file, ".") {
+		// opendkim.conf(5), KeyTable: "/", "./" or "../" starts a file
+		// name; anything else is the key itself.
+		if !strings.HasPrefix(file, "/") && !strings.HasPrefix(file, "./") && !strings.HasPrefix(file, "../") {
 			r.note(e.at, s.name, None, "key %s: the key is written into the table itself; put it in a file (mode 0600) and name the file", e.key)
 			continue
 		}
