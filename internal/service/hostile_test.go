@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,11 +24,13 @@ var hostileBodyHash = func() string {
 
 // hostileCases build the header fields of hostile messages of about size
 // bytes. A milter packet holds at most 1 MiB: one field stays below.
-var hostileCases = []struct {
+type hostileCase struct {
 	name  string
 	build func(size int) [][2]string
 	one   bool // a single large field
-}{
+}
+
+var hostileCases = []hostileCase{
 	// Issue 16: 17 signatures whose b= share everything but the last
 	// character made header.b quadratic in the size of the b= values.
 	{"large-signatures", func(size int) [][2]string {
@@ -71,6 +74,15 @@ var hostileCases = []struct {
 		}
 		return append(hs, [2]string{"From", " a@sender.test"})
 	}, false},
+	// One forged A-R field of many results (what our id removal parses).
+	{"large-ar", func(size int) [][2]string {
+		var sb strings.Builder
+		sb.WriteString(" " + authservID)
+		for i := 0; sb.Len() < size; i++ {
+			fmt.Fprintf(&sb, ";\r\n\tdkim=pass header.d=d%d.example header.b=abcdefgh (c%d)", i, i)
+		}
+		return [][2]string{{"Authentication-Results", sb.String()}, {"From", " a@sender.test"}}
+	}, true},
 	// One From field of many addresses in distinct domains.
 	{"from-addresses", func(size int) [][2]string {
 		var sb strings.Builder
@@ -176,7 +188,8 @@ func TestShutdownWithHostileMessages(t *testing.T) {
 func TestHostileLogLine(t *testing.T) {
 	h := newHarness(t, dkimZone(t, ""), nil)
 	c := h.connect("192.0.2.1", "mx.sender.test", "mx.sender.test")
-	c.send(msg{from: "a@sender.test", headers: hostileCases[4].build(256 << 10), body: hostileBody})
+	i := slices.IndexFunc(hostileCases, func(c hostileCase) bool { return c.name == "from-addresses" })
+	c.send(msg{from: "a@sender.test", headers: hostileCases[i].build(256 << 10), body: hostileBody})
 	found := false
 	for line := range strings.SplitSeq(h.logs.String(), "\n") {
 		if !strings.Contains(line, "msg=message ") {
