@@ -388,8 +388,10 @@ func cmdServe(args []string, stderr io.Writer) int {
 		}
 		listeners = append(listeners, ln)
 		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
-		if w := milter.SocketDirWarning(sock.Address); sock.Network == "unix" && w != "" {
-			log.Warn("milter socket: " + w)
+		if sock.Network == "unix" {
+			if w := milter.SocketDirWarning(sock.Address); w != "" {
+				log.Warn("milter socket: " + w)
+			}
 		}
 		servers[ln] = srv
 		if i >= len(cfg.Milter.Listen) {
