@@ -300,23 +300,48 @@ type LocalTotals struct {
 }
 
 // LocalTotalsBy sums the per-message records (what this MX received) in
-// [since, until) by author domain and disposition, largest first.
+// [since, until) by author domain and disposition, largest first. The
+// grouping runs in the database, reading the two values from the record's
+// JSON with each backend's JSON function.
 func (s *Store) LocalTotalsBy(ctx context.Context, since, until time.Time) ([]LocalTotals, error) {
+	field := func(name string) string { // a top-level string of report.Record
+		if s.o.Backend == Postgres {
+			return "COALESCE(CAST(data AS jsonb) ->> '" + name + "', '')"
+		}
+		return "COALESCE(json_extract(data, '$." + name + "'), '')"
+	}
+	q := "SELECT header_from, " + field("Disposition") + ", " + field("DMARCResult") + ", COUNT(*) FROM records"
+	var where []string
+	var args []any
+	if !since.IsZero() {
+		where, args = append(where, "ts >= ?"), append(args, since.UnixMicro())
+	}
+	if !until.IsZero() {
+		where, args = append(where, "ts < ?"), append(args, until.UnixMicro())
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " GROUP BY 1, 2, 3"
 	m := map[string]*LocalTotals{}
-	err := s.Each(ctx, Query{Begin: since, End: until}, func(r Row) error {
-		d := r.Record.HeaderFrom
+	err := s.db.query(ctx, q, args, func(scan func(...any) error) error {
+		var d, disp, dmarc string
+		var n int64
+		if err := scan(&d, &disp, &dmarc, &n); err != nil {
+			return err
+		}
 		t := m[d]
 		if t == nil {
 			t = &LocalTotals{HeaderFrom: d, Dispositions: map[string]int64{}, DMARC: map[string]int64{}}
 			m[d] = t
 		}
-		t.Messages++
-		t.Dispositions[orNone(r.Record.Disposition)]++
-		t.DMARC[orNone(r.Record.DMARCResult)]++
+		t.Messages += n
+		t.Dispositions[orNone(disp)] += n
+		t.DMARC[orNone(dmarc)] += n
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: local totals: %w", err)
 	}
 	out := make([]LocalTotals, 0, len(m))
 	for _, t := range m {

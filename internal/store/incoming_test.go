@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -129,5 +130,44 @@ func TestIncomingAllOrNothing(t *testing.T) {
 	}
 	if n, _, _ := s.IncomingReports(ctx); n != 0 {
 		t.Fatalf("%d reports stored half", n)
+	}
+}
+
+// TestLocalTotals, on both backends: this MX's records by author domain,
+// disposition and DMARC result, in the period only.
+func TestLocalTotals(t *testing.T) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			s := open(t, bc.opts(t))
+			ctx := context.Background()
+			at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			var recs []report.Record
+			for i, c := range []struct {
+				from, disp, dmarc string
+				n                 int
+				age               time.Duration
+			}{{"a.test", "pass", "pass", 5, 0}, {"a.test", "reject", "fail", 2, 0}, {"b.test", "quarantine", "fail", 3, 0},
+				{"b.test", "", "", 1, 0}, {"a.test", "pass", "pass", 9, 48 * time.Hour}} {
+				for j := range c.n {
+					r := rec(c.from, at.Add(-c.age), fmt.Sprintf("q%d-%d", i, j))
+					r.Disposition, r.DMARCResult = c.disp, c.dmarc
+					recs = append(recs, r)
+				}
+			}
+			if err := s.Put(ctx, recs...); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.LocalTotalsBy(ctx, at.Add(-time.Hour), at.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []LocalTotals{
+				{HeaderFrom: "a.test", Messages: 7, Dispositions: map[string]int64{"pass": 5, "reject": 2}, DMARC: map[string]int64{"pass": 5, "fail": 2}},
+				{HeaderFrom: "b.test", Messages: 4, Dispositions: map[string]int64{"quarantine": 3, "none": 1}, DMARC: map[string]int64{"fail": 3, "none": 1}},
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v\nwant %+v", got, want)
+			}
+		})
 	}
 }
