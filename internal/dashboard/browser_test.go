@@ -112,7 +112,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		want       [][2]string // CSS selector, text it must contain
 	}{
 		{"overview", "/", [][2]string{{"#domains", "example.org"}, {"#domains .messages", "1,550"}, {"#domains .passrate", "90.3%"}}},
-		{"domain", "/domain?d=example.org", [][2]string{{"#messages", "1,550"}, {"#passrate", "90.3%"}, {"#failing", "150"}, {"#reporters", "microsoft.test"}}},
+		{"domain", "/domain?d=example.org", [][2]string{{"#messages", "1,550"}, {"#passrate", "90.3%"}, {"#failing", "150"}, {"#reporters", "microsoft.test"}, {"#policy", "p=none"}}},
 		{"sources", "/sources?d=example.org", [][2]string{{"#sources", "mail.example.org"}, {"#sources tbody tr:first-child", "1,400"}}},
 		{"policy", "/policy?d=example.org", [][2]string{{"#affected", "150"}, {"#affected-sources tbody tr:first-child", "198.51.100.7"}}},
 		{"local", "/local", [][2]string{{"#local tbody tr:first-child", "example.net"}, {"#local", "spoofed.test"}}},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/identity"
+	"github.com/authmilter/authmilter/pkg/report"
 )
 
 //go:embed templates/*.html static/*
@@ -31,6 +32,7 @@ var assets embed.FS
 type Source interface {
 	IncomingTotals(ctx context.Context, f store.IncomingFilter, g store.IncomingGroup, limit int) ([]store.Totals, error)
 	IncomingReports(ctx context.Context) (reports, rows int64, err error)
+	IncomingPolicy(ctx context.Context, domain string, since, until time.Time) (report.PolicyPublished, bool, error)
 	LocalTotalsBy(ctx context.Context, since, until time.Time) ([]store.LocalTotals, error)
 }
 
@@ -228,7 +230,10 @@ type Domain struct {
 	Total     store.Totals
 	Reporters []store.Totals
 	Daily     []store.Totals // every day of the period, in order (days without reports count 0)
-	Chart     template.HTML  `json:"-"`
+	// Policy is the DMARC policy the latest report of the period says the
+	// receivers found (policy_published); nil when there is no report.
+	Policy *report.PolicyPublished
+	Chart  template.HTML `json:"-"`
 }
 
 func domainParam(r *http.Request) (string, error) {
@@ -262,6 +267,11 @@ func (d *dash) domain(r *http.Request, p period) (any, error) {
 		return nil, err
 	}
 	out.Daily = fillDays(daily, p)
+	if pol, ok, err := d.o.Store.IncomingPolicy(r.Context(), dom, p.Since, p.Until); err != nil {
+		return nil, err
+	} else if ok {
+		out.Policy = &pol
+	}
 	out.Chart = dailyChart(out.Daily)
 	return out, nil
 }

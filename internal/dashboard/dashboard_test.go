@@ -154,7 +154,8 @@ func TestAPI(t *testing.T) {
 	}
 	var d Domain
 	getJSON(t, srv.URL+"/api/domain?d=example.org&days=30", &d)
-	if d.Total.Messages != 1550 || len(d.Reporters) != 2 || d.Reporters[0].Key != "google.test" || len(d.Daily) != 30 {
+	if d.Total.Messages != 1550 || len(d.Reporters) != 2 || d.Reporters[0].Key != "google.test" || len(d.Daily) != 30 ||
+		d.Policy == nil || d.Policy.P != "none" || d.Policy.Pct != 100 {
 		t.Errorf("domain %+v", d)
 	}
 	if last := d.Daily[len(d.Daily)-2]; last.Messages != 550 { // yesterday: Microsoft's report

@@ -281,6 +281,25 @@ func (s *Store) IncomingTotals(ctx context.Context, f IncomingFilter, g Incoming
 	return out, nil
 }
 
+// IncomingPolicy returns the policy_published of the latest report (by
+// begin time) about domain in [since, until): the DMARC record the
+// receivers found. ok is false when there is none.
+func (s *Store) IncomingPolicy(ctx context.Context, domain string, since, until time.Time) (p report.PolicyPublished, ok bool, err error) {
+	q := `SELECT policy FROM agg_reports WHERE domain = ? AND begin_ts >= ? AND begin_ts < ? ORDER BY begin_ts DESC, key LIMIT 1`
+	err = s.db.query(ctx, q, []any{domain, since.Unix(), until.Unix()}, func(scan func(...any) error) error {
+		var js string
+		if err := scan(&js); err != nil {
+			return err
+		}
+		ok = true
+		return json.Unmarshal([]byte(js), &p)
+	})
+	if err != nil {
+		return report.PolicyPublished{}, false, fmt.Errorf("store: incoming policy: %w", err)
+	}
+	return p, ok, nil
+}
+
 // IncomingReports counts the stored incoming reports and their rows.
 func (s *Store) IncomingReports(ctx context.Context) (reports, rows int64, err error) {
 	err = s.db.query(ctx, `SELECT COUNT(*), CAST(COALESCE(SUM(nrows), 0) AS BIGINT) FROM agg_reports`, nil,

@@ -78,6 +78,12 @@ func TestIncomingStoreAndTotals(t *testing.T) {
 			check(BySourceFailing, []Totals{{Key: "198.51.100.7", Messages: 3, Rejected: 3}, {Key: "2001:db8::1", Messages: 2, Quarantined: 2}})
 			check(ByDay, []Totals{{Key: "2026-03-01", Messages: 13, DMARCPass: 10, DKIMAligned: 10, SPFAligned: 10, Rejected: 3, Reports: 1},
 				{Key: "2026-03-02", Messages: 7, DMARCPass: 5, DKIMAligned: 5, Quarantined: 2, Reports: 1}})
+			if p, ok, err := s.IncomingPolicy(ctx, "example.org", day, day.Add(72*time.Hour)); !ok || err != nil || p.P != "none" || p.Domain != "example.org" {
+				t.Errorf("policy %+v %v %v", p, ok, err)
+			}
+			if _, ok, err := s.IncomingPolicy(ctx, "nothing.example", day, day.Add(72*time.Hour)); ok || err != nil {
+				t.Errorf("policy of a domain without reports: %v %v", ok, err)
+			}
 			f = IncomingFilter{Since: day.Add(24 * time.Hour)}
 			check(ByDomain, []Totals{{Key: "example.org", Messages: 7, DMARCPass: 5, DKIMAligned: 5, Quarantined: 2, Reports: 1}})
 
