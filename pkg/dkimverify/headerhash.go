@@ -190,7 +190,7 @@ func (ix *fieldIndex) build(fields []hfield) {
 // block from the bottom for each name.
 func appendSignedScan(buf []byte, fields []hfield, s *signature) []byte {
 	var usedBuf [64]bool
-	used := usedBuf[:0]
+	var used []bool
 	if len(fields) <= len(usedBuf) {
 		used = usedBuf[:len(fields)]
 	} else {
