@@ -100,6 +100,8 @@ func TestSpoofFromClasses(t *testing.T) {
 			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
 		{name: "victim's address in a comment", m: fromMsg("x@attacker.example", " x@attacker.example (ceo@bank.example)"),
 			want: []string{"dmarc=fail header.from=bank.example"}, reply: victimReject},
+		{name: "right-to-left override reversing the victim's address", m: fromMsg("x@attacker.example", " \"\u202eelpmaxe.knab@oec\u202c\" <x@attacker.example>"),
+			want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "victim's address as unquoted display name", m: fromMsg("x@attacker.example", " ceo@bank.example <x@attacker.example>"), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "angle address then bare address", m: fromMsg("x@attacker.example", " <x@attacker.example>ceo@bank.example"), want: []string{"dmarc=permerror"}, reply: unusable},
 		{name: "two angle addresses", m: fromMsg("x@attacker.example", " <x@attacker.example> <ceo@bank.example>"), want: []string{"dmarc=permerror"}, reply: unusable},

@@ -74,6 +74,9 @@ func ParseFrom(fromValues []string) (From, error) {
 		if !utf8.ValidString(v) {
 			return From{}, fmt.Errorf("%w: not UTF-8", ErrUnreadableFrom)
 		}
+		if strings.ContainsFunc(v, isBidiControl) {
+			return From{}, fmt.Errorf("%w: bidirectional control character", ErrUnreadableFrom)
+		}
 		p := addrParser{s: v}
 		if err := p.parse(); err != nil {
 			return From{}, fmt.Errorf("%w: %w", ErrUnreadableFrom, err)
@@ -98,6 +101,13 @@ func ParseFrom(fromValues []string) (From, error) {
 			}
 		}
 		for _, t := range p.shown {
+			t = decodeShown(t)
+			if strings.ContainsFunc(t, isBidiControl) {
+				// An override or isolate makes a reader show the text in
+				// another order ("moc.knab@oec" read as "ceo@bank.com"):
+				// what is shown cannot be known.
+				return From{}, fmt.Errorf("%w: bidirectional control character in a display name or comment", ErrUnreadableFrom)
+			}
 			shown = append(shown, shownDomains(t)...)
 		}
 	}
@@ -523,17 +533,31 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: func(_ string, input io.Reade
 	return input, nil
 }}
 
+// decodeShown decodes the encoded-words of a display name or comment as a
+// mail reader does before showing it.
+func decodeShown(text string) string {
+	if strings.Contains(text, "=?") {
+		if d, err := wordDecoder.DecodeHeader(text); err == nil {
+			return d
+		}
+	}
+	return text
+}
+
+// isBidiControl: the explicit embeddings, overrides and isolates of
+// Unicode's bidirectional algorithm (U+202A–U+202E, U+2066–U+2069). The
+// marks U+200E and U+200F, common in right-to-left names, reorder nothing
+// by themselves and are allowed.
+func isBidiControl(r rune) bool {
+	return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
+}
+
 // shownDomains returns the domains of the addresses a reader sees in a
 // display name or comment, after decoding encoded-words: each "@" (or its
 // full-width and small forms, U+FF20 and U+FE6B) followed by a name with a
 // dot that is a valid host name. Names without a dot ("John@Doe") are not
 // domains anyone spoofs.
 func shownDomains(text string) []string {
-	if strings.Contains(text, "=?") {
-		if d, err := wordDecoder.DecodeHeader(text); err == nil {
-			text = d
-		}
-	}
 	var out []string
 	for i := 0; i < len(text); {
 		r, size := utf8.DecodeRuneInString(text[i:])
