@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +205,14 @@ func zipOf(t *testing.T, files map[string][]byte) []byte {
 	return buf.Bytes()
 }
 
+func manyEntries(n int) map[string][]byte {
+	m := map[string][]byte{}
+	for i := range n {
+		m[strings.Repeat("d", i%7)+string(rune('a'+i%26))+strconv.Itoa(i)] = nil
+	}
+	return m
+}
+
 // TestReadRefuses: hostile and broken input is refused with the right
 // error, and nothing is returned.
 func TestReadRefuses(t *testing.T) {
@@ -219,6 +228,7 @@ func TestReadRefuses(t *testing.T) {
 		{"gzip bomb", gz(bomb), report.ErrTooLarge},
 		{"zip bomb", zipOf(t, map[string][]byte{"a.xml": bomb}), report.ErrTooLarge},
 		{"zip of many", zipOf(t, map[string][]byte{"a.xml": tiny(1), "b.xml": tiny(1), "c.xml": tiny(1)}), report.ErrTooLarge},
+		{"zip of many empty entries", zipOf(t, manyEntries(100)), report.ErrTooLarge},
 		{"zip in zip", zipOf(t, map[string][]byte{"a.zip": zipOf(t, map[string][]byte{"a.xml": tiny(1)})}), report.ErrMalformed},
 		{"input too large", bytes.Repeat([]byte("<"), 2<<20), report.ErrTooLarge},
 		{"too many rows", tiny(11), report.ErrTooManyRows},

@@ -91,6 +91,13 @@ func gunzip(data []byte, budget *int64) ([]byte, error) {
 // unzip reads every file of a zip archive as XML (or gzipped XML); one
 // level only: a zip in a zip is refused.
 func unzip(data []byte, l *Limits, budget *int64) ([]*Report, error) {
+	// archive/zip reads the whole central directory first, a File for
+	// each entry: refuse an archive that declares more entries than a
+	// report can need before it does (a directory of a million empty
+	// entries fits in a few MiB).
+	if n, ok := zipEntries(data); !ok || n > 4*l.MaxReports {
+		return nil, fmt.Errorf("%w: zip with %d entries (or no readable directory), limit %d", ErrTooLarge, n, 4*l.MaxReports)
+	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: zip: %v", ErrMalformed, err)
@@ -134,6 +141,20 @@ func unzip(data []byte, l *Limits, budget *int64) ([]*Report, error) {
 		return nil, fmt.Errorf("%w: empty zip", ErrNoReport)
 	}
 	return out, nil
+}
+
+// zipEntries reads the total number of entries from the end of central
+// directory record (APPNOTE.TXT 4.3.16), found in the last 64 KiB + 22
+// bytes; ok is false without one. A Zip64 archive (0xFFFF entries) gives
+// 0xFFFF, more than any report needs.
+func zipEntries(data []byte) (n int, ok bool) {
+	from := max(0, len(data)-(65535+22))
+	i := bytes.LastIndex(data[from:], []byte("PK\x05\x06"))
+	if i < 0 || from+i+12 > len(data) {
+		return 0, false
+	}
+	p := data[from+i:]
+	return int(p[10]) | int(p[11])<<8, true
 }
 
 // Mail is a report mail as read by ReadMail.
