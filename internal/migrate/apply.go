@@ -376,7 +376,35 @@ func (r *run) applyPerl() {
 	r.note(at, "reject on fail", Mapped, "spf.fail_action = \"reject\" (550 5.7.23 SPF validation failed)")
 	r.note(at, "PREPEND Received-SPF", Mapped, "spf.received_spf_header = true (RFC 7208 §9.1; Authentication-Results is added too)")
 	r.note(at, "temperror: DEFER_IF_PERMIT", Changed, "SPF temperror alone is accepted; dmarc.temperror = \"tempfail\" defers DMARC's DNS failures")
-	r.note(at, "localhost not checked", Mapped, "policy.ignore_hosts keeps 127.0.0.0/8 and ::1 unless OpenDMARC's IgnoreHosts says otherwise")
+	r.note(at, "HELO fail: 550", Changed, "a failing HELO alone no longer rejects; it is reported as smtp.helo (the null sender is checked by HELO and follows spf.fail_action)")
+	r.note(at, "permerror: PREPEND", Mapped, "spf.permerror_action stays \"none\": reported, not rejected")
+	for _, h := range []string{"127.0.0.0/8", "::ffff:127.0.0.0/104", "::1"} { // its localhost exemption
+		r.peerHosts = append(r.peerHosts, h)
+		r.peerFrom = append(r.peerFrom, at)
+	}
+	r.note(at, "localhost not checked", Mapped, "127.0.0.0/8, ::ffff:127.0.0.0/104 and ::1 for policy.ignore_hosts (decided below)")
+	// Debian's package (2.011) also reads two exemption files.
+	const addrs, doms = "/etc/postfix/exempt_spf_addresses", "/etc/postfix/exempt_spf_domains"
+	if data, err := r.readFile(addrs, ""); err == nil {
+		s := setting{name: "exempt_spf_addresses", value: addrs, at: source{file: "exempt_spf_addresses"}}
+		var l []string
+		for _, e := range readLines(data, "exempt_spf_addresses") {
+			h, _, err := hostEntry(e.key, false)
+			if err != nil {
+				r.note(e.at, s.name, None, "%v", err)
+				continue
+			}
+			l = append(l, h)
+			r.peerHosts = append(r.peerHosts, h)
+			r.peerFrom = append(r.peerFrom, e.at)
+		}
+		r.note(s.at, s.name, Changed, "%d entries for policy.ignore_hosts (decided below): SPF was not checked for them; in authmilter that skips DKIM and DMARC too", len(l))
+	}
+	if data, err := r.readFile(doms, ""); err == nil {
+		n := len(readLines(data, "exempt_spf_domains"))
+		r.note(source{file: "exempt_spf_domains"}, "exempt_spf_domains", None,
+			"%d envelope-sender domains exempt from SPF: no SPF-only exemption; policy.ignore_mail_from skips every check, dmarc.ignore_from_domains never rejects: choose and list them by hand", n)
+	}
 }
 
 // finish decides what depends on several tools and checks the key files.
@@ -408,8 +436,8 @@ func (r *run) finish() {
 		r.note(at, "SPF", Mapped, "spf.enabled stays true: DMARC needs SPF (OpenDMARC read policyd-spf's header or checked itself)")
 	}
 	if !r.dmarcIgnored && len(r.peerHosts) > 0 {
-		r.out.add("policy.ignore_hosts", r.peerHosts, at, "PeerList / skip_addresses")
-		r.note(at, "policy.ignore_hosts", Mapped, "policy.ignore_hosts = [%s] (PeerList / skip_addresses)", strings.Join(r.peerHosts, ", "))
+		r.out.add("policy.ignore_hosts", r.peerHosts, at, "hosts the old tools did not check (PeerList, skip_addresses, policyd-spf-perl exemptions)")
+		r.note(at, "policy.ignore_hosts", Mapped, "policy.ignore_hosts = [%s] (hosts the old tools did not check)", strings.Join(r.peerHosts, ", "))
 	}
 	if r.dmarcIgnored {
 		ignored := map[string]bool{}

@@ -119,3 +119,24 @@ func TestPlainTables(t *testing.T) {
 		}
 	}
 }
+
+// Debian's postfix-policyd-spf-perl (2.011) reads exemption files: the
+// addresses become ignore_hosts candidates, the domains are reported.
+func TestPerlExemptions(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/postfix"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/postfix/exempt_spf_addresses"), []byte("192.0.2.0/24\n# a comment\n2001:db8::/32\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc/postfix/exempt_spf_domains"), []byte("partner.example\n"), 0o644)
+	res, err := Run(Inputs{PolicydSPFPerl: true, Root: root, User: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.TOML, `ignore_hosts = ["127.0.0.0/8", "::ffff:127.0.0.0/104", "::1", "192.0.2.0/24", "2001:db8::/32"]`) {
+		t.Errorf("TOML:\n%s", res.TOML)
+	}
+	for _, want := range []string{"HELO fail: 550", "1 envelope-sender domains exempt from SPF"} {
+		if !strings.Contains(res.Report, want) {
+			t.Errorf("report lacks %q:\n%s", want, res.Report)
+		}
+	}
+}
