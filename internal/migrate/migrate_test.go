@@ -14,6 +14,24 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
+func TestMain(m *testing.M) {
+	// The seeds name the group postfix; whether this machine has it must
+	// not change the golden files (TestSocketGroupMissing checks the other case).
+	groupExists = func(string) bool { return true }
+	os.Exit(m.Run())
+}
+
+// TestSocketGroupMissing: a socket_group the machine lacks is a problem
+// of the written file.
+func TestSocketGroupMissing(t *testing.T) {
+	defer func(f func(string) bool) { groupExists = f }(groupExists)
+	groupExists = func(string) bool { return false }
+	p := check("[milter]\nsocket_group = \"postfix\"\n")
+	if len(p) != 1 || !strings.Contains(p[0], `there is no group "postfix"`) {
+		t.Errorf("problems %v", p)
+	}
+}
+
 // seed is one installation of issue 19's seeds, under
 // testdata/NAME/root (its files where the old server had them).
 type seed struct {

@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"fmt"
+	"os/user"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,11 +177,23 @@ func check(text string) []string {
 		return []string{err.Error()}
 	}
 	c.Signing.Enabled = false // the key files are checked in the report
+	group := c.Milter.SocketGroup
+	c.Milter.SocketGroup = "" // checked below, with groupExists
 	var out []string
 	for _, e := range c.Validate() {
 		out = append(out, e.Error())
 	}
+	if group != "" && !groupExists(group) {
+		out = append(out, fmt.Sprintf("milter.socket_group: there is no group %q on this machine (run migrate on the mail server; Postfix creates the group postfix)", group))
+	}
 	return out
+}
+
+// groupExists reports whether a group exists here; tests replace it so
+// that the golden files do not depend on the machine.
+var groupExists = func(name string) bool {
+	_, err := user.LookupGroup(name)
+	return err == nil
 }
 
 // report writes what happened to every option, the key file checks and
