@@ -139,8 +139,15 @@ func TestSeeds(t *testing.T) {
 			if p := check(res.TOML); len(p) > 0 {
 				t.Errorf("the TOML does not pass the checks: %v", p)
 			}
-			if _, err := config.Parse([]byte(res.TOML)); err != nil && !strings.Contains(err.Error(), "signing.keys") {
-				t.Errorf("config.Parse: %v", err)
+			// The daemon's own parser: only the key files (they are under
+			// the copy, not at the path written) and the group of this
+			// machine may differ.
+			if _, err := config.Parse([]byte(res.TOML)); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					if !strings.Contains(line, "signing.keys") && !strings.Contains(line, "milter.socket_group") {
+						t.Errorf("config.Parse: %s", line)
+					}
+				}
 			}
 		})
 	}
