@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/authmilter/authmilter/internal/incoming"
@@ -24,7 +25,14 @@ type Incoming struct {
 	// rua mailboxes only, is discarded instead of delivered.
 	Discard  bool
 	MaxBytes int64
+	// slots bounds the report mails kept at once, and so the memory of
+	// the hook: MaxConcurrent × MaxBytes. A report mail that finds no slot
+	// is delivered unread (logged, counted invalid).
+	slots chan struct{}
 }
+
+// MaxConcurrent is how many report mails the hook keeps at once.
+const MaxConcurrent = 4
 
 // NewIncoming returns the hook for the rua mailboxes rcpts; nil when there
 // are none.
@@ -36,7 +44,7 @@ func NewIncoming(in *incoming.Ingester, rcpts []string, discard bool, maxBytes i
 	for _, r := range rcpts {
 		m[mailboxKey(r)] = true
 	}
-	return &Incoming{Ingester: in, Recipients: m, Discard: discard, MaxBytes: maxBytes}
+	return &Incoming{Ingester: in, Recipients: m, Discard: discard, MaxBytes: maxBytes, slots: make(chan struct{}, MaxConcurrent)}
 }
 
 // mailboxKey is how recipients are compared: without the path's angle
@@ -58,6 +66,7 @@ func mailboxKey(addr string) string {
 type capture struct {
 	buf      bytes.Buffer
 	over     bool // larger than MaxBytes: not read (logged, counted invalid)
+	busy     bool // no slot free: not kept, not read (logged, counted invalid)
 	matched  int  // recipients that are rua mailboxes
 	headered bool
 }
@@ -82,8 +91,21 @@ func (m *Message) incomingRecipient(addr string) {
 	}
 	if m.report == nil {
 		m.report = &capture{}
+		select {
+		case h.slots <- struct{}{}:
+		default:
+			m.report.busy, m.report.over = true, true // keeps nothing
+		}
 	}
 	m.report.matched++
+}
+
+// incomingDone frees the message's slot.
+func (m *Message) incomingDone() {
+	if m.report != nil && !m.report.busy {
+		<-m.s.Incoming.slots
+	}
+	m.report = nil
 }
 
 func (m *Message) incomingHeader(name, value string) {
@@ -112,8 +134,12 @@ func (m *Message) incomingEnd(ctx context.Context, queueID string) (discard bool
 	if c == nil {
 		return false
 	}
-	m.report = nil
+	m.incomingDone()
 	where := "milter queue_id=" + queueID
+	if c.busy {
+		h.Ingester.Refused(where, fmt.Sprintf("more than %d report mails at once: delivered unread", MaxConcurrent))
+		return false
+	}
 	if c.over {
 		h.Ingester.Refused(where, "report mail over incoming_reports.max_mail_bytes")
 		return false

@@ -2,8 +2,10 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +104,70 @@ func TestIncomingReportsThroughMilter(t *testing.T) {
 				t.Errorf("observed %v", seen)
 			}
 		})
+	}
+}
+
+// TestIncomingReportsSlots: at most service.MaxConcurrent report mails are
+// kept at once; one more is delivered unread (counted invalid) and stores
+// nothing; once the others are aborted, the next one is read.
+func TestIncomingReportsSlots(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "r.db"), SpoolDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := &harness{t: t, dns: dnstest.New(t, baseZone), logs: &testmilter.Logs{}}
+	cfg := testmilter.Config(authservID, h.dns.Addr(), 300*time.Millisecond)
+	cfg.Policy.IgnoreHosts = []string{}
+	log := testmilter.Logger(h.logs, slog.LevelDebug)
+	svc := testmilter.NewService(t, cfg, log, nil)
+	seen := map[string]int{}
+	var mu sync.Mutex
+	in := &incoming.Ingester{Store: st, Domains: []string{"example.org"}, Log: log, Observe: func(r string) { mu.Lock(); seen[r]++; mu.Unlock() }}
+	svc.Incoming = service.NewIncoming(in, []string{"dmarc@example.org"}, false, 1<<20)
+	h.serve(svc, log)
+	mail := func(id string) testmilter.Message {
+		xml := incomingtest.XML("google.test", id, "example.org", 1777593600, incomingtest.Row{IP: "192.0.2.1", Count: 1, DKIM: "pass", SPF: "pass"})
+		fields, body := incomingtest.SplitMail(incomingtest.Mail("google.test", id, "example.org", "dmarc@example.org", "application/gzip", xml))
+		return testmilter.Message{From: "noreply-dmarc@google.test", Rcpt: "dmarc@example.org", Headers: fields, Body: [][]byte{body}}
+	}
+	var held []*conn
+	for i := range service.MaxConcurrent {
+		c := h.connect("192.0.2.10", "r.google.test", "r.google.test")
+		m := mail(fmt.Sprint("held", i))
+		m.NoEnd = true
+		if _, err := testmilter.Send(c.s, m); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	c := h.connect("192.0.2.10", "r.google.test", "r.google.test")
+	if r, err := testmilter.Send(c.s, mail("one-too-many")); err != nil || r.Action.Code != gomilter.ActContinue {
+		t.Fatalf("one too many: %v %v", r.Action, err)
+	}
+	if n, _, _ := st.IncomingReports(context.Background()); n != 0 {
+		t.Fatalf("%d reports stored from the mail over the slots", n)
+	}
+	for _, c := range held {
+		if err := c.s.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		// ABORT has no reply: a command that has one shows the server
+		// handled it (one connection is served in order).
+		if _, err := c.s.Mail("<next@google.test>", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := testmilter.Send(c.s, mail("after")); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := st.IncomingReports(context.Background()); n != 1 {
+		t.Fatalf("after the others ended: %d reports, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[incoming.Invalid] != 1 || seen[incoming.Stored] != 1 {
+		t.Errorf("observed %v", seen)
 	}
 }

@@ -182,7 +182,7 @@ func (m *Message) Body(chunk []byte) {
 }
 
 func (m *Message) Abort() {
-	m.report = nil
+	m.incomingDone()
 	m.em.Abort()
 }
 
