@@ -320,14 +320,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "authmilter:", err)
 		return 1
 	}
-	level := new(slog.LevelVar)
-	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated
-	log := newLevelLogger(cfg.Log.Format, level, stderr)
+	log, level := serveLogger(cfg, stderr)
 	tuneGC()
-	// go-milter logs through the standard logger: connection ends the MTA
-	// caused are routine, anything else is worth a warning.
-	stdlog.SetFlags(0)
-	stdlog.SetOutput(libraryLog{log})
 	d := &daemon{path: *cfgPath, log: log, level: level, metrics: metrics.New(versionString())}
 	st, err := openStore(cfg, log)
 	if err != nil {
@@ -371,81 +365,21 @@ func cmdServe(args []string, stderr io.Writer) int {
 	signSrv := milter.NewServer(service.SignOnly{Current: d.current}, milter.Options{IdleTimeout: cfg.Milter.IdleTimeout.Duration,
 		SocketMode: fs.FileMode(mode), MaxSessions: cfg.Milter.MaxSessions, Log: log})
 
-	var listeners []net.Listener
-	servers := map[net.Listener]*milter.Server{}
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	for i, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
-		sock, _ := config.ParseSocket(spec) // validated
-		ln, err := milter.Listen(sock, fs.FileMode(mode), cfg.Milter.SocketGroup)
-		if err != nil {
-			log.Error("cannot start", "err", err)
-			closeAll()
-			return 1
-		}
-		listeners = append(listeners, ln)
-		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
-		if sock.Network == "unix" {
-			if w := milter.SocketDirWarning(sock.Address); w != "" {
-				log.Warn("milter socket: " + w)
-			}
-		}
-		servers[ln] = srv
-		if i >= len(cfg.Milter.Listen) {
-			servers[ln] = signSrv
-		}
+	listeners, servers, err := openListeners(cfg, log, srv, signSrv)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
 	}
 
-	// The metrics listener is not the mail path: if its port is taken the
-	// milter still starts, with an error in the log.
 	var listening atomic.Bool
-	if cfg.Metrics.Listen != "" {
-		ms, err := metrics.Listen(cfg.Metrics.Listen, d.metrics.Handler(readiness(&listening, st, storeDir(cfg))), log)
-		if err != nil {
-			log.Error("metrics listener not started: no /metrics, /healthz, /readyz", "err", err)
-		} else {
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				ms.Shutdown(ctx)
-			}()
-			log.Info("metrics listener", "listen", ms.Addr().String())
-		}
-	}
-	// The dashboard, like the metrics, is not the mail path.
-	if cfg.Dashboard.Listen != "" && st != nil {
-		if stop := startDashboard(cfg, st, d.res, log); stop != nil {
-			defer stop()
-		}
-	}
+	defer startSideListeners(cfg, d, st, &listening)()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	errc := make(chan error, len(listeners))
-	var wg sync.WaitGroup
-	for _, ln := range listeners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := servers[ln].Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
-			}
-		}()
-	}
+	errc, wg := serveAll(listeners, servers)
 	listening.Store(true)
-	var addrs, signAddrs []string
-	for _, ln := range listeners {
-		a := ln.Addr().Network() + ":" + ln.Addr().String()
-		if servers[ln] == signSrv {
-			signAddrs = append(signAddrs, a)
-		} else {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs, signAddrs := listenAddrs(listeners, servers, signSrv)
 	log.Info("authmilter started", "version", versionString(), "listen", strings.Join(addrs, ","),
 		"signing", cfg.Signing.Enabled, "signing_listen", strings.Join(signAddrs, ","),
 		"authserv_id", cfg.AuthservID, "config", configName(*cfgPath), "log_level", cfg.Log.Level)
@@ -466,10 +400,128 @@ loop:
 		}
 	}
 	listening.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout.Duration)
+	shutdown(d.cfg.Milter.ShutdownTimeout.Duration, log, []*milter.Server{srv, signSrv}, wg)
+	removeSockets(cfg)
+	log.Info("stopped")
+	return code
+}
+
+// serveLogger is the daemon's logger at the level a reload may change; the
+// standard logger, which libraries write to, goes through it too.
+func serveLogger(cfg *config.Config, stderr io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated
+	log := newLevelLogger(cfg.Log.Format, level, stderr)
+	// go-milter logs through the standard logger: connection ends the MTA
+	// caused are routine, anything else is worth a warning.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(libraryLog{log})
+	return log, level
+}
+
+// openListeners opens the milter sockets (milter.listen) and the signing
+// sockets (signing.listen) and says which server serves each. On an error
+// the sockets already open are closed.
+func openListeners(cfg *config.Config, log *slog.Logger, srv, signSrv *milter.Server) ([]net.Listener, map[net.Listener]*milter.Server, error) {
+	mode, _ := strconv.ParseUint(cfg.Milter.SocketMode, 8, 32)
+	var listeners []net.Listener
+	servers := map[net.Listener]*milter.Server{}
+	for i, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
+		sock, _ := config.ParseSocket(spec) // validated
+		ln, err := milter.Listen(sock, fs.FileMode(mode), cfg.Milter.SocketGroup)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, nil, err
+		}
+		listeners = append(listeners, ln)
+		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
+		if sock.Network == "unix" {
+			if w := milter.SocketDirWarning(sock.Address); w != "" {
+				log.Warn("milter socket: " + w)
+			}
+		}
+		servers[ln] = srv
+		if i >= len(cfg.Milter.Listen) {
+			servers[ln] = signSrv
+		}
+	}
+	return listeners, servers, nil
+}
+
+// startSideListeners starts the metrics and dashboard listeners, which are
+// not the mail path: if a port is taken the milter still starts, with an
+// error in the log. listening tells /readyz whether the milter serves. The
+// returned function stops them.
+func startSideListeners(cfg *config.Config, d *daemon, st *store.Store, listening *atomic.Bool) (stop func()) {
+	var stops []func()
+	log := d.log
+	if cfg.Metrics.Listen != "" {
+		ms, err := metrics.Listen(cfg.Metrics.Listen, d.metrics.Handler(readiness(listening, st, storeDir(cfg))), log)
+		if err != nil {
+			log.Error("metrics listener not started: no /metrics, /healthz, /readyz", "err", err)
+		} else {
+			stops = append(stops, func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				ms.Shutdown(ctx)
+			})
+			log.Info("metrics listener", "listen", ms.Addr().String())
+		}
+	}
+	if cfg.Dashboard.Listen != "" && st != nil {
+		if stop := startDashboard(cfg, st, d.res, log); stop != nil {
+			stops = append(stops, stop)
+		}
+	}
+	return func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+}
+
+// serveAll serves each listener with its server, one goroutine each; a
+// listener that fails sends its error on the returned channel. The group
+// is done when every Serve has returned.
+func serveAll(listeners []net.Listener, servers map[net.Listener]*milter.Server) (<-chan error, *sync.WaitGroup) {
+	errc := make(chan error, len(listeners))
+	wg := &sync.WaitGroup{}
+	for _, ln := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := servers[ln].Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+		}()
+	}
+	return errc, wg
+}
+
+// listenAddrs returns, for the start line, the addresses of the milter
+// sockets and of the signing sockets.
+func listenAddrs(listeners []net.Listener, servers map[net.Listener]*milter.Server, signSrv *milter.Server) (addrs, signAddrs []string) {
+	for _, ln := range listeners {
+		a := ln.Addr().Network() + ":" + ln.Addr().String()
+		if servers[ln] == signSrv {
+			signAddrs = append(signAddrs, a)
+		} else {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, signAddrs
+}
+
+// shutdown lets the messages in flight finish within timeout, on every
+// server at once (they share the deadline), then waits for the Serve
+// goroutines (serving).
+func shutdown(timeout time.Duration, log *slog.Logger, servers []*milter.Server, serving *sync.WaitGroup) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var swg sync.WaitGroup
-	for _, s := range []*milter.Server{srv, signSrv} { // at once: they share the deadline
+	for _, s := range servers {
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
@@ -479,14 +531,16 @@ loop:
 		}()
 	}
 	swg.Wait()
-	wg.Wait()
+	serving.Wait()
+}
+
+// removeSockets removes the unix sockets serve created.
+func removeSockets(cfg *config.Config) {
 	for _, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
 		if s, _ := config.ParseSocket(spec); s.Network == "unix" {
 			os.Remove(s.Address)
 		}
 	}
-	log.Info("stopped")
-	return code
 }
 
 // writable checks that a file can be created in dir, as the store's

@@ -591,6 +591,21 @@ func errString(err error) string {
 // writeText prints the report for a person.
 func writeText(w io.Writer, rep *verifyReport) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	writeHeadAndVerdict(p, rep)
+	p("")
+	writeSPF(p, rep)
+	p("")
+	writeDKIM(p, rep)
+	p("")
+	writeARC(p, rep)
+	p("")
+	writeDMARC(p, rep)
+	p("")
+	writeDNS(p, rep)
+}
+
+// writeHeadAndVerdict prints the message, the envelope, the header edits and the disposition.
+func writeHeadAndVerdict(p func(string, ...any), rep *verifyReport) {
 	ev := rep.Envelope
 	p("Message   %s (%d header fields)", rep.File, rep.headerCount)
 	p("Envelope  client %s (%s), HELO %s, MAIL FROM <%s>", orNone(ev.ClientIP), orNone(ev.ClientHost), orNone(ev.HELO), ev.MailFrom)
@@ -619,8 +634,10 @@ func writeText(w io.Writer, rep *verifyReport) {
 	if d.NotChecked != "" {
 		p("  NOTE: %s", d.NotChecked)
 	}
+}
 
-	p("")
+// writeSPF prints the SPF checks.
+func writeSPF(p func(string, ...any), rep *verifyReport) {
 	if rep.SPF == nil {
 		p("SPF: not checked")
 	} else {
@@ -643,8 +660,10 @@ func writeText(w io.Writer, rep *verifyReport) {
 			}
 		}
 	}
+}
 
-	p("")
+// writeDKIM prints each DKIM signature.
+func writeDKIM(p func(string, ...any), rep *verifyReport) {
 	switch {
 	case rep.DKIM == nil:
 		p("DKIM: not checked")
@@ -669,8 +688,10 @@ func writeText(w io.Writer, rep *verifyReport) {
 			}
 		}
 	}
+}
 
-	p("")
+// writeARC prints the ARC chain.
+func writeARC(p func(string, ...any), rep *verifyReport) {
 	switch a := rep.ARC; {
 	case a == nil:
 		p("ARC: not checked")
@@ -708,8 +729,10 @@ func writeText(w io.Writer, rep *verifyReport) {
 			p("      %s recorded: %s", orNone(s.AuthServID), orNone(s.Assessment))
 		}
 	}
+}
 
-	p("")
+// writeDMARC prints each DMARC evaluation.
+func writeDMARC(p func(string, ...any), rep *verifyReport) {
 	if rep.DMARC == nil {
 		p("DMARC: not checked")
 	} else {
@@ -777,8 +800,10 @@ func writeText(w io.Writer, rep *verifyReport) {
 			}
 		}
 	}
+}
 
-	p("")
+// writeDNS prints every DNS question asked, in order.
+func writeDNS(p func(string, ...any), rep *verifyReport) {
 	p("DNS questions (%d):", len(rep.DNS))
 	for _, e := range rep.DNS {
 		var ans string
