@@ -303,7 +303,7 @@ func parseMessage(data []byte) (*message, error) {
 	}
 	m := &message{}
 	data = toCRLF(data)
-	if isMboxLine(data) {
+	if bytes.HasPrefix(data, []byte("From ")) { // mbox separator line; Postfix skips a first "From " line, "From :" too
 		if i := bytes.Index(data, []byte("\r\n")); i >= 0 {
 			data = data[i+2:]
 		} else {
@@ -340,13 +340,6 @@ func parseMessage(data []byte) (*message, error) {
 		data = data[next:]
 	}
 	return m, nil // header only, no body
-}
-
-// isMboxLine: the message starts with an mbox separator line ("From "
-// and the envelope sender), not with a "From :" header field.
-func isMboxLine(data []byte) bool {
-	rest, ok := bytes.CutPrefix(data, []byte("From "))
-	return ok && !bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte(":"))
 }
 
 // validFieldName: printable US-ASCII except colon (RFC 5322 §3.6.8).
