@@ -116,53 +116,71 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// Mbox reads every mail of an mbox: messages begin at a "From " line at
-// the start of the file or after an empty line; ">From " lines (mboxrd
-// and mboxo quoting) lose one ">". A mail over the input limit is counted
-// Invalid and skipped.
+// Mbox reads every mail of an mbox (splitMbox); a mail over the input
+// limit is counted Invalid and skipped.
 func (in *Ingester) Mbox(ctx context.Context, r io.Reader, where string) (Result, error) {
-	br := bufio.NewReader(r)
 	max := in.maxInput()
 	var res Result
-	var msg bytes.Buffer
-	n, tooBig, prevEmpty := 0, false, true
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
+	n := 0
+	err := splitMbox(r, max, func(msg []byte, tooBig bool) error {
+		n++
 		w := fmt.Sprintf("%s#%d", where, n)
 		if tooBig {
 			res.Add(in.invalidNoErr(w, fmt.Errorf("%w: mail over %d bytes", report.ErrTooLarge, max)))
 			return nil
 		}
-		got, err := in.keepGoing(in.Mail(ctx, bytes.NewReader(msg.Bytes()), w))
+		got, err := in.keepGoing(in.Mail(ctx, bytes.NewReader(msg), w))
 		res.Add(got)
 		return err
+	})
+	if err != nil {
+		return res, fmt.Errorf("incoming: %s: %w", where, err)
 	}
+	return res, nil
+}
+
+// splitMbox calls fn with each mail of an mbox: mails begin at a "From "
+// line at the start of the input or after an empty line (that line is not
+// part of the mail; the empty line before it is kept as the end of the
+// previous mail); ">From " lines lose one ">" (mboxrd quoting, which also
+// reads mboxo). A mail over max bytes is not kept: fn gets tooBig and no
+// bytes. An error from fn stops the split.
+func splitMbox(r io.Reader, max int64, fn func(msg []byte, tooBig bool) error) error {
+	br := bufio.NewReader(r)
+	var msg bytes.Buffer
+	open, tooBig, prevEmpty := false, false, true
+	flush := func() error {
+		if !open {
+			return nil
+		}
+		return fn(msg.Bytes(), tooBig)
+	}
+	var line []byte
 	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// A very long line: keep it whole only if it fits.
-			rest := append([]byte(nil), line...)
-			for err == bufio.ErrBufferFull && int64(len(rest)) <= max {
-				line, err = br.ReadSlice('\n')
-				rest = append(rest, line...)
+		// One whole line (a long one is joined from the reader's pieces, up
+		// to max: past that the mail is too big anyway).
+		line = line[:0]
+		piece, err := br.ReadSlice('\n')
+		line = append(line, piece...)
+		for err == bufio.ErrBufferFull {
+			piece, err = br.ReadSlice('\n')
+			if int64(len(line)) <= max {
+				line = append(line, piece...)
 			}
-			line = rest
 		}
 		if len(line) > 0 {
 			if prevEmpty && bytes.HasPrefix(line, []byte("From ")) {
 				if ferr := flush(); ferr != nil {
-					return res, ferr
+					return ferr
 				}
-				n++
+				open, tooBig = true, false
 				msg.Reset()
-				tooBig = false
-			} else if n > 0 && !tooBig {
+			} else if open && !tooBig {
 				if q := bytes.TrimLeft(line, ">"); len(q) < len(line) && bytes.HasPrefix(q, []byte("From ")) {
-					line = line[1:]
+					msg.Write(line[1:])
+				} else {
+					msg.Write(line)
 				}
-				msg.Write(line)
 				if int64(msg.Len()) > max {
 					tooBig = true
 					msg.Reset()
@@ -173,11 +191,11 @@ func (in *Ingester) Mbox(ctx context.Context, r io.Reader, where string) (Result
 		if err == io.EOF {
 			break
 		}
-		if err != nil && err != bufio.ErrBufferFull {
-			return res, fmt.Errorf("incoming: %s: %w", where, err)
+		if err != nil {
+			return err
 		}
 	}
-	return res, flush()
+	return flush()
 }
 
 func (in *Ingester) invalidNoErr(where string, err error) Result {
