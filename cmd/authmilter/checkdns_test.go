@@ -343,18 +343,7 @@ func TestCheckDNSKeyRecordAsVerifier(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hdr := dkimsign.AppendField(nil, "From", " a@agree.test")
-		s := dkimsign.Start(hdr, tab.Select("agree.test"), nil)
-		_, _ = s.Write([]byte("Hello.\r\n"))
-		values, err := s.Finish()
-		if err != nil || len(values) != 1 {
-			t.Fatalf("sign: %v %v", values, err)
-		}
-		msg := dkimsign.AppendField(nil, "DKIM-Signature", values[0])
-		msg = append(append(msg, hdr...), "\r\n"...)
-		v := dkimverify.Start(context.Background(), r, msg, nil)
-		_, _ = v.Write([]byte("Hello.\r\n"))
-		res := v.Results()
+		res, _ := signAndVerify(t, r, tab.Select("agree.test"), dkimsign.AppendField(nil, "From", " a@agree.test"), "Hello.\r\n")
 		verified := len(res) == 1 && res[0].Status == dkimverify.StatusPass
 		if approved != verified {
 			t.Errorf("%q: check-dns approves %v, verifier passes %v (%+v)\n%s", rec, approved, verified, res, out.String())

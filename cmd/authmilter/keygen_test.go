@@ -94,21 +94,11 @@ func TestKeygenRoundTrip(t *testing.T) {
 		hdr = dkimsign.AppendField(hdr, "From", " a@example.com")
 		hdr = dkimsign.AppendField(hdr, "Subject", " keygen round trip")
 		body := "Hello.\r\n"
-		s := dkimsign.Start(hdr, tab.Select("example.com"), nil)
-		_, _ = s.Write([]byte(body))
-		values, err := s.Finish()
-		if err != nil || len(values) != 1 {
-			t.Fatalf("sign: %v %v", values, err)
-		}
-		msg := dkimsign.AppendField(nil, "DKIM-Signature", values[0])
-		msg = append(append(msg, hdr...), "\r\n"...)
-		v := dkimverify.Start(context.Background(), r, msg, nil)
-		_, _ = v.Write([]byte(body))
-		res := v.Results()
+		res, msg := signAndVerify(t, r, tab.Select("example.com"), hdr, body)
 		if len(res) != 1 || res[0].Status != dkimverify.StatusPass || res[0].Algorithm != tt.alg+"-sha256" {
 			t.Errorf("%v: dkimverify: %+v", args, res)
 		}
-		msgs = append(msgs, append(msg, body...))
+		msgs = append(msgs, msg)
 	}
 	for i, res := range runDkimpy(t, records, msgs...) {
 		if strings.Join(res, " ") != "pass" {
@@ -183,4 +173,26 @@ func TestKeygenErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tt.args[1:], code, errb.String(), tt.code, tt.want)
 		}
 	}
+}
+
+// signAndVerify signs the message (header block without the empty line,
+// body) with keys, as the signing milter does, and verifies the result
+// with our verifier on r. It returns the verifier's results and the signed
+// message.
+func signAndVerify(t testing.TB, r dkimverify.TXTResolver, keys []*dkimsign.LoadedKey, hdr []byte, body string) ([]dkimverify.Result, []byte) {
+	t.Helper()
+	s := dkimsign.Start(hdr, keys, nil)
+	_, _ = s.Write([]byte(body))
+	values, err := s.Finish()
+	if err != nil || len(values) != len(keys) {
+		t.Fatalf("sign: %v %v", values, err)
+	}
+	var msg []byte
+	for _, v := range values {
+		msg = dkimsign.AppendField(msg, "DKIM-Signature", v)
+	}
+	msg = append(append(msg, hdr...), "\r\n"...)
+	v := dkimverify.Start(context.Background(), r, msg, nil)
+	_, _ = v.Write([]byte(body))
+	return v.Results(), append(msg, body...)
 }

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"strconv"
@@ -54,15 +52,7 @@ var benchBase64 = func() []byte {
 // returns the header block with the DKIM-Signature on top.
 func signedHeader(tb testing.TB, chunk []byte, n int) []byte {
 	tb.Helper()
-	block, _ := pem.Decode(readFile(tb, "keys/rsa2048.pem"))
-	if block == nil {
-		tb.Fatal("no PEM in keys/rsa2048.pem")
-		return nil
-	}
-	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	key := readRSAKey(tb, "keys/rsa2048.pem")
 	s, err := dkim.NewSigner(&dkim.SignOptions{
 		Domain: "example.org", Selector: "rsa2048", Signer: key,
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed,

@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -31,14 +30,7 @@ type diffEnv struct {
 func newDiffEnv(t testing.TB) *diffEnv {
 	t.Helper()
 	_, r := newDNS(t, fixtureZone(t), resolver.Config{CacheSize: 100})
-	block, _ := pem.Decode(readFile(t, "keys/rsa2048.pem"))
-	if block == nil {
-		t.Fatal("no PEM in keys/rsa2048.pem")
-	}
-	rk, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rk := readRSAKey(t, "keys/rsa2048.pem")
 	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(readFile(t, "keys/ed25519.key"))))
 	if err != nil {
 		t.Fatal(err)

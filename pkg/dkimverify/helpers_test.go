@@ -3,6 +3,9 @@ package dkimverify
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,4 +81,18 @@ func verify(t testing.TB, r TXTResolver, msg []byte, o *Options, chunk int) []Re
 		body = body[n:]
 	}
 	return v.Results()
+}
+
+// readRSAKey reads one of the test RSA keys (PKCS #1 PEM) in testdata.
+func readRSAKey(t testing.TB, name string) *rsa.PrivateKey {
+	t.Helper()
+	block, _ := pem.Decode(readFile(t, name))
+	if block == nil {
+		t.Fatalf("%s: no PEM", name)
+	}
+	k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

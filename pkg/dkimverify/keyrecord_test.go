@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -14,11 +13,7 @@ import (
 // `authmilter check-dns`. The rows marked "issue 18" were approved by
 // check-dns's former parser while the verifier refused them.
 func TestParseKeyRecord(t *testing.T) {
-	block, _ := pem.Decode(readFile(t, "keys/rsa2048.pem"))
-	priv, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := readRSAKey(t, "keys/rsa2048.pem")
 	spki, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 	p := base64.StdEncoding.EncodeToString(spki)
 	pkcs1 := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&priv.PublicKey))
@@ -86,8 +81,7 @@ func TestParseKeyRecord(t *testing.T) {
 	if err := rec.Usable("rsa"); !errors.Is(err, ErrKeyType) {
 		t.Errorf("ed25519 key, a=rsa: %v", err)
 	}
-	block, _ = pem.Decode(readFile(t, "keys/rsa512.pem"))
-	small, _ := x509.ParsePKCS1PrivateKey(block.Bytes)
+	small := readRSAKey(t, "keys/rsa512.pem")
 	rec, _ = ParseKeyRecord("p=" + base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&small.PublicKey)))
 	if err := rec.Usable("rsa"); !errors.Is(err, ErrKeyTooSmall) || !strings.Contains(err.Error(), "512 bits") {
 		t.Errorf("512-bit key: %v", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -124,14 +123,7 @@ func TestWithoutB(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
-	block, _ := pem.Decode(readFile(t, "keys/rsa1024.pem"))
-	if block == nil {
-		t.Fatal("no PEM")
-	}
-	priv, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := readRSAKey(t, "keys/rsa1024.pem")
 	spki, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 	p := base64.StdEncoding.EncodeToString(spki)
 	pkcs1 := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&priv.PublicKey))
@@ -184,11 +176,7 @@ func TestParseKey(t *testing.T) {
 		t.Errorf("t=s, i= at d=: %+v", vd)
 	}
 	// A 512-bit key is refused as policy (RFC 8301 §3.2).
-	block, _ = pem.Decode(readFile(t, "keys/rsa512.pem"))
-	small, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	small := readRSAKey(t, "keys/rsa512.pem")
 	vd := parseKey("p=" + base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&small.PublicKey))).usable(sig)
 	if vd == nil || vd.status != StatusPolicy || vd.reason != "key too small (512 bits)" || !errors.Is(vd.err, ErrKeyTooSmall) {
 		t.Errorf("512-bit key: %+v", vd)
