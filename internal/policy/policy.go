@@ -62,7 +62,7 @@ type Decision struct {
 
 // Policy holds the parsed local policy.
 type Policy struct {
-	cfg         config.Config
+	o           options
 	ignoreHosts config.HostList
 	forwarders  config.HostList
 	ignoreFrom  map[string]bool
@@ -72,9 +72,37 @@ type Policy struct {
 	sealers        map[string]bool // arc.trusted_sealers
 }
 
+// options are the configuration's choices as Decide and Skip use them,
+// read once in New: no configuration string is compared per message.
+type options struct {
+	skipAuthenticated   bool   // policy.skip_authenticated
+	rejectSPFFail       bool   // spf.fail_action = "reject"
+	rejectSPFPermerror  bool   // spf.permerror_action = "reject"
+	rejectUnusableFrom  bool   // dmarc.unusable_from = "reject"
+	rejectMultiFrom     bool   // dmarc.multi_from = "reject"
+	tempfailOnTemperror bool   // dmarc.temperror = "tempfail"
+	holdQuarantine      bool   // dmarc.quarantine = "hold"
+	monitor             bool   // dmarc.monitor
+	rejectText          string // dmarc.reject_text
+}
+
+func optionsFrom(cfg *config.Config) options {
+	return options{
+		skipAuthenticated:   cfg.Policy.SkipAuthenticated,
+		rejectSPFFail:       cfg.SPF.FailAction == "reject",
+		rejectSPFPermerror:  cfg.SPF.PermerrorAction == "reject",
+		rejectUnusableFrom:  cfg.DMARC.UnusableFrom == "reject",
+		rejectMultiFrom:     cfg.DMARC.MultiFrom == engine.RejectMulti,
+		tempfailOnTemperror: cfg.DMARC.TempError == "tempfail",
+		holdQuarantine:      cfg.DMARC.Quarantine == "hold",
+		monitor:             cfg.DMARC.Monitor,
+		rejectText:          cfg.DMARC.RejectText,
+	}
+}
+
 // New builds the policy from a validated configuration.
 func New(cfg *config.Config) (*Policy, error) {
-	p := &Policy{cfg: *cfg, ignoreFrom: map[string]bool{}, sealers: map[string]bool{}}
+	p := &Policy{o: optionsFrom(cfg), ignoreFrom: map[string]bool{}, sealers: map[string]bool{}}
 	for _, d := range cfg.ARC.TrustedSealers {
 		if a, err := identity.ASCII(d); err == nil {
 			p.sealers[a] = true // compared with the ARC-Seal d=, lowercased
@@ -139,7 +167,7 @@ func (p *Policy) Skip(ip netip.Addr, host, authUser string) (bool, string) {
 	if p.ignoreHosts.Match(ip, host) {
 		return true, "ignored host"
 	}
-	if authUser != "" && p.cfg.Policy.SkipAuthenticated {
+	if authUser != "" && p.o.skipAuthenticated {
 		return true, "authenticated client"
 	}
 	return false, ""
@@ -158,10 +186,10 @@ func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string
 	// default). RFC 7372 §3.2 gives the enhanced codes.
 	if d.Action < Reject && !p.forwarders.Match(clientIP, clientHost) {
 		switch {
-		case r.SPF.Result == spfcheck.Fail && p.cfg.SPF.FailAction == "reject":
+		case r.SPF.Result == spfcheck.Fail && p.o.rejectSPFFail:
 			d.Action, d.Why = Reject, "spf fail"
 			d.Reply = Reply(550, "5.7.23", "SPF validation failed for "+r.SPF.Domain)
-		case r.SPF.Result == spfcheck.PermError && p.cfg.SPF.PermerrorAction == "reject":
+		case r.SPF.Result == spfcheck.PermError && p.o.rejectSPFPermerror:
 			d.Action, d.Why = Reject, "spf permerror"
 			d.Reply = Reply(550, "5.7.24", "SPF validation error for "+r.SPF.Domain)
 		}
@@ -171,13 +199,13 @@ func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string
 
 func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost string) Decision {
 	res := r.DMARC
-	if r.FromUnusable && p.cfg.DMARC.UnusableFrom == "reject" && !p.cfg.DMARC.Monitor {
+	if r.FromUnusable && p.o.rejectUnusableFrom && !p.o.monitor {
 		// The From might show any domain, the victim's included: the
 		// strictest policy is the only safe one (RFC 9989 §11.5).
 		return Decision{Action: Reject, Disposition: "reject", Why: "unusable From",
 			Reply: Reply(550, "5.7.1", "Message rejected: From header field not usable for DMARC: "+r.FromProblem)}
 	}
-	if r.FromProblem != "" && p.cfg.DMARC.MultiFrom == engine.RejectMulti && !p.cfg.DMARC.Monitor {
+	if r.FromProblem != "" && p.o.rejectMultiFrom && !p.o.monitor {
 		return Decision{Action: Reject, Disposition: "reject", Why: r.FromProblem,
 			Reply: Reply(550, "5.7.1", "Message rejected: "+r.FromProblem)}
 	}
@@ -189,7 +217,7 @@ func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost s
 		// deferral is the suggested reply (§7.2) and our default, as in
 		// OpenDKIM and OpenDMARC: accepting would deliver a spoof whose
 		// victim's DNS is unreachable.
-		if p.cfg.DMARC.TempError == "tempfail" && !p.cfg.DMARC.Monitor {
+		if p.o.tempfailOnTemperror && !p.o.monitor {
 			return Decision{Action: TempFail, Disposition: "none", Why: "dmarc temperror",
 				Reply: Reply(451, "4.7.5", "Temporary DNS failure evaluating DMARC policy for "+res.AuthorDomain)}
 		}
@@ -226,18 +254,18 @@ func (p *Policy) decideDMARC(r *engine.Result, clientIP netip.Addr, clientHost s
 		d.Disposition, d.Override, d.Why, d.Sealer = "none", ReasonLocalPolicy, why, sealer
 		return d
 	}
-	if p.cfg.DMARC.Monitor {
+	if p.o.monitor {
 		d.Disposition, d.Override, d.Why = "none", ReasonLocalPolicy, "dmarc fail, monitor mode"
 		return d
 	}
 	if res.Applied == dmarc.PolicyReject {
 		d.Action, d.Why = Reject, "dmarc fail, policy reject"
-		text := strings.ReplaceAll(p.cfg.DMARC.RejectText, "{domain}", res.AuthorDomain)
+		text := strings.ReplaceAll(p.o.rejectText, "{domain}", res.AuthorDomain)
 		d.Reply = Reply(550, "5.7.1", text)
 		return d
 	}
 	d.Why = "dmarc fail, policy quarantine"
-	if p.cfg.DMARC.Quarantine == "hold" {
+	if p.o.holdQuarantine {
 		d.Action = Quarantine
 	}
 	return d
