@@ -110,6 +110,9 @@ dir = "%s"
 	p := startProc(t, bin, "serve", "-config", cfg)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p.waitListening(addr)
+	// The TCP socket accepts as soon as it is bound, before the unix one
+	// exists: wait for the line written once every socket is open.
+	p.waitUntil("started", func() bool { return strings.Contains(p.logs.String(), "authmilter started") })
 	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
 		t.Errorf("unix socket: %v %v", fi, err)
 	}

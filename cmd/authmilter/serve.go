@@ -436,7 +436,6 @@ func openListeners(cfg *config.Config, log *slog.Logger, srv, signSrv *milter.Se
 			return nil, nil, err
 		}
 		listeners = append(listeners, ln)
-		logSocket(log, spec, ln, cfg.Milter.SocketGroup, systemSocketEnv)
 		if sock.Network == "unix" {
 			if w := milter.SocketDirWarning(sock.Address); w != "" {
 				log.Warn("milter socket: " + w)
@@ -446,6 +445,11 @@ func openListeners(cfg *config.Config, log *slog.Logger, srv, signSrv *milter.Se
 		if i >= len(cfg.Milter.Listen) {
 			servers[ln] = signSrv
 		}
+	}
+	// What the MTA will find at each socket, once all are open (a TCP
+	// socket accepts as soon as it is bound).
+	for i, spec := range append(append([]string(nil), cfg.Milter.Listen...), cfg.Signing.Listen...) {
+		logSocket(log, spec, listeners[i], cfg.Milter.SocketGroup, systemSocketEnv)
 	}
 	return listeners, servers, nil
 }

@@ -219,8 +219,8 @@ func TestKeyRecords(t *testing.T) {
 		{"revoked", withOther(name + `TXT "v=DKIM1; p="`), 0, want{status: StatusPermError, reason: "key revoked"}},
 		{"NXDOMAIN", withOther(), 0, want{status: StatusPermError, reason: "no key"}},
 		{"NODATA", withOther(name + "A 192.0.2.1"), 0, want{status: StatusPermError, reason: "no key"}},
-		{"SERVFAIL", zone, dns.RcodeServerFailure, want{status: StatusTempError, reason: "key DNS lookup failed"}},
-		{"REFUSED", zone, dns.RcodeRefused, want{status: StatusTempError, reason: "key DNS lookup failed"}},
+		{"SERVFAIL", zone, dns.RcodeServerFailure, want{status: StatusTempError, reason: "key DNS lookup failed: DNS server failure"}},
+		{"REFUSED", zone, dns.RcodeRefused, want{status: StatusTempError, reason: "key DNS lookup failed: DNS server refused the query"}},
 		{"malformed base64", withOther(name + `TXT "v=DKIM1; p=not*base64"`), 0, want{status: StatusPermError, reason: "malformed key"}},
 		{"not a key", withOther(name + `TXT "v=DKIM1; p=AAAA"`), 0, want{status: StatusPermError, reason: "malformed key"}},
 		// RFC 6376 §3.6.2.2, §6.1.2: only TXT records that parse as key
@@ -254,7 +254,7 @@ func TestKeyTimeout(t *testing.T) {
 	srv, r := newDNS(t, fixtureZone(t), resolver.Config{Timeout: 200 * time.Millisecond, Attempts: 1})
 	srv.Drop("other._domainkey.example.org")
 	check(t, verify(t, r, readFile(t, "other-selector.eml"), nil, 65535),
-		[]want{{status: StatusTempError, reason: "key DNS lookup failed"}})
+		[]want{{status: StatusTempError, reason: "key DNS lookup failed: DNS timeout"}})
 }
 
 // Abort cancels a key lookup that would otherwise wait for a long timeout.

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/authmilter/authmilter/pkg/dnserr"
 )
 
 func (v *Verifier) buildResults() {
@@ -165,7 +167,11 @@ func (k *keyLookup) keys() ([]*pubKey, *verdict) {
 	case k.err != nil && k.notFound:
 		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}
 	case k.err != nil:
-		return nil, &verdict{StatusTempError, "key DNS lookup failed", fmt.Errorf("dkim: key unavailable: %w", k.err)}
+		reason := "key DNS lookup failed"
+		if what, _, ok := dnserr.Describe(k.err); ok { // the name is header.s/header.d
+			reason += ": " + what
+		}
+		return nil, &verdict{StatusTempError, reason, fmt.Errorf("dkim: key unavailable: %w", k.err)}
 	case len(k.txts) == 0:
 		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}
 	case len(k.txts) == 1:

@@ -22,6 +22,7 @@ import (
 
 	"blitiri.com.ar/go/spf"
 
+	"github.com/authmilter/authmilter/pkg/dnserr"
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
@@ -266,26 +267,10 @@ func reason(err error) string {
 	case errors.Is(err, spf.ErrNoResult):
 		return "no SPF record"
 	}
-	// A DNS failure, in words: net.DNSError's own text names the server
-	// ("lookup x on 127.0.0.1:53: …"), which does not belong in a header
-	// (issue 19).
-	var de *net.DNSError
-	if errors.As(err, &de) {
-		what := "DNS error"
-		switch {
-		case de.IsTimeout:
-			what = "DNS timeout"
-		case de.Err == "query refused":
-			what = "DNS server refused the query"
-		case de.Err == "server misbehaving": // SERVFAIL
-			what = "DNS server failure"
-		case strings.HasPrefix(de.Err, "DNS "):
-			what = de.Err
-		case de.Err != "":
-			what = "DNS error: " + de.Err
-		}
-		if de.Name != "" {
-			what += " for " + strings.TrimSuffix(de.Name, ".")
+	// A DNS failure, in words, without the resolver's addresses.
+	if what, name, ok := dnserr.Describe(err); ok {
+		if name != "" {
+			what += " for " + name
 		}
 		return what
 	}
