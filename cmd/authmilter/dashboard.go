@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
@@ -21,7 +22,7 @@ func startDashboard(cfg *config.Config, st *store.Store, res *resolver.Resolver,
 	if c.ResolveNames && res != nil {
 		o.Names = dashboard.ReverseNames(res)
 	}
-	srv, err := metrics.Listen(c.Listen, dashboard.Handler(o), log)
+	srv, err := metrics.Listen(dashboardAddr(c.Listen), dashboard.Handler(o), log)
 	if err != nil {
 		log.Error("dashboard not started", "err", err)
 		return nil
@@ -32,4 +33,15 @@ func startDashboard(cfg *config.Config, st *store.Store, res *resolver.Resolver,
 		defer cancel()
 		srv.Shutdown(ctx) //nolint:errcheck // shutting down
 	}
+}
+
+// dashboardAddr is where the dashboard listens: dashboard.listen, with a
+// missing host meaning loopback (":9894" is 127.0.0.1:9894); every
+// address only when said ("0.0.0.0:9894", "[::]:9894").
+func dashboardAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || host != "" {
+		return listen
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }

@@ -24,7 +24,7 @@ dir = "%s"
 [metrics]
 listen = ""
 [dashboard]
-listen = "127.0.0.1:%d"
+listen = ":%d" # no host: loopback
 token = "a-token-of-sixteen-chars"
 resolve_names = false
 `, mport, dir, dport)), 0o600); err != nil {
@@ -49,6 +49,17 @@ resolve_names = false
 		resp.Body.Close()
 		if resp.StatusCode != c.want || (c.want == 200 && !strings.Contains(string(b), "Your domains")) {
 			t.Errorf("%q: %d %.80q, want %d", c.auth, resp.StatusCode, b, c.want)
+		}
+	}
+}
+
+func TestDashboardAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		":9894": "127.0.0.1:9894", "127.0.0.1:9894": "127.0.0.1:9894", "0.0.0.0:9894": "0.0.0.0:9894",
+		"[::]:9894": "[::]:9894", "[::1]:80": "[::1]:80",
+	} {
+		if got := dashboardAddr(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
 		}
 	}
 }

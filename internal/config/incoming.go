@@ -99,7 +99,8 @@ func (c *Config) validateIncomingReports() Errors {
 // MX's records (issue 22; internal/dashboard).
 type Dashboard struct {
 	// Listen is "HOST:PORT"; empty (the default) disables the dashboard.
-	// Use a loopback address unless a proxy with TLS is in front.
+	// A missing host means loopback (":9894" is 127.0.0.1:9894); every
+	// address only when said ("0.0.0.0:9894").
 	Listen string `toml:"listen"`
 	// Token: requests must carry "Authorization: Bearer TOKEN". Or User
 	// and Password: HTTP basic authentication. One of the two is required.
