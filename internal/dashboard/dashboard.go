@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -180,8 +181,9 @@ func (d *dash) serve(w http.ResponseWriter, r *http.Request, name string, fn fun
 	defer cancel()
 	data, err := fn(r.WithContext(ctx), p)
 	if err != nil {
-		if e, ok := err.(errBadRequest); ok {
-			http.Error(w, string(e), http.StatusBadRequest)
+		var bad errBadRequest
+		if errors.As(err, &bad) {
+			http.Error(w, string(bad), http.StatusBadRequest)
 			return
 		}
 		d.o.Log.Error("dashboard", "page", name, "err", err)
