@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"errors"
 	"os"
 	"os/exec"
@@ -359,5 +360,41 @@ func TestReadAgreesWithXmllint(t *testing.T) {
 		if ours != theirs {
 			t.Errorf("%s: xmllint well-formed=%v, ReadXML accepted=%v (%v)", name, theirs, ours, err)
 		}
+	}
+}
+
+// TestReadMailForms: report mails in the other forms reporters use: the
+// whole body is the attachment (no multipart), XML inline as
+// quoted-printable text/xml, a zip labelled application/octet-stream
+// inside a nested multipart, and a mail with no report at all.
+func TestReadMailForms(t *testing.T) {
+	b64 := func(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+	head := "From: dmarc@reporter.test\r\nSubject: Report Domain: example.org Submitter: reporter.test Report-ID: 1\r\nMIME-Version: 1.0\r\n"
+	qp := strings.ReplaceAll(string(tiny(2)), "=", "=3D")
+	for _, c := range []struct {
+		name string
+		mail string
+		rows int
+		err  error
+	}{
+		{"single part gzip", head + "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(gz(tiny(3))) + "\r\n", 3, nil},
+		{"inline quoted-printable XML", head + "Content-Type: text/xml; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + qp, 2, nil},
+		{"nested zip as octet-stream", head + "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n" +
+			"--a\r\nContent-Type: application/octet-stream; name=r.zip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(zipOf(t, map[string][]byte{"r.xml": tiny(4)})) + "\r\n--a--\r\n", 4, nil},
+		{"no report", head + "Content-Type: text/plain\r\n\r\nJust text.\r\n", 0, report.ErrNoReport},
+		{"broken attachment", head + "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(gz(tiny(3))[:20]) + "\r\n", 0, report.ErrMalformed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := report.ReadMail(strings.NewReader(c.mail), nil)
+			if c.err != nil {
+				if !errors.Is(err, c.err) || m != nil {
+					t.Fatalf("got %v, %v; want %v", m, err, c.err)
+				}
+				return
+			}
+			if err != nil || len(m.Reports) != 1 || len(m.Reports[0].Rows) != c.rows || m.SubjectID != "1" {
+				t.Fatalf("got %+v, %v", m, err)
+			}
+		})
 	}
 }
