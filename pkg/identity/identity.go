@@ -42,8 +42,8 @@ func (d Domain) IsZero() bool { return d.ASCII == "" }
 // allows "_", which appears in real host names (and in DKIM selectors).
 var profile = idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.Transitional(false))
 
-// display turns A-labels back into U-labels; a label that does not decode
-// stays as it is.
+// display turns A-labels back into U-labels; when a name does not decode,
+// its Unicode form stays the ASCII one.
 var display = idna.New(idna.StrictDomainName(false), idna.Transitional(false))
 
 // ParseDomain reads a domain name as DMARC, SPF and DKIM compare it:
