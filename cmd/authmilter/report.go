@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/reportmail"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/report"
 )
 
@@ -136,7 +136,7 @@ func newReporter(cfg *config.Config, st reportmail.Store, res report.Resolver, l
 	var err error
 	receiver := c.Receiver
 	if receiver == "" && c.From != "" {
-		receiver = c.From[strings.LastIndexByte(c.From, '@')+1:]
+		receiver = identity.DomainOf(c.From) // report.from is validated: a plain address
 	}
 	if receiver == "" {
 		receiver = cfg.AuthservID

@@ -25,6 +25,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/identity"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 
@@ -387,7 +388,7 @@ func evaluate(ctx context.Context, svc *service.Service, trail *trailResolver, i
 		found := false
 		for _, f := range in.msg.fields {
 			if strings.EqualFold(f.Name, "Return-Path") {
-				mailFrom = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(strings.ReplaceAll(f.Value, "\n", "")), "<"), ">")
+				mailFrom = identity.StripPath(strings.ReplaceAll(f.Value, "\n", ""))
 				found = true
 				break
 			}
@@ -398,7 +399,7 @@ func evaluate(ctx context.Context, svc *service.Service, trail *trailResolver, i
 			rep.Notes = append(rep.Notes, "no -mail-from and no Return-Path field: checked as the null sender")
 		}
 	}
-	mailFrom = strings.TrimSuffix(strings.TrimPrefix(mailFrom, "<"), ">")
+	mailFrom = identity.StripPath(mailFrom)
 	if !in.ip.IsValid() && svc.Engine.Options().SPF {
 		rep.Notes = append(rep.Notes, "no -ip: SPF cannot be evaluated (permerror, invalid client IP)")
 	}
