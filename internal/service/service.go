@@ -20,7 +20,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
-	"github.com/authmilter/authmilter/pkg/spfcheck"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 )
 
 // Service is the milter backend.
@@ -199,10 +199,11 @@ func (m *Message) End(ctx context.Context, queueID string) milter.Verdict {
 		m.s.Signing.External(m.env, authors, queueID)
 	}
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
-	ar := authres.Format(m.s.AuthservID, d.Annotate(r.AuthResults()))
+	ar := authres.Format(m.s.AuthservID, d.Annotate(resultheader.AuthResults(r)))
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
 	if m.s.ReceivedSPF && r.SPF.Result != "" {
-		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: ReceivedSPF(m.s.AuthservID, m.env, r.SPF)})
+		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: resultheader.ReceivedSPF(m.s.AuthservID,
+			engine.Envelope{ClientIP: m.env.ClientIP, HELO: m.env.HELO, MailFrom: m.env.MailFrom}, r.SPF)})
 	}
 	if d.Action == policy.Quarantine {
 		v.Quarantine = "DMARC policy quarantine for " + r.DMARC.AuthorDomain
@@ -281,28 +282,4 @@ func addrString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// ReceivedSPF writes the value of a Received-SPF field (RFC 7208 §9.1).
-func ReceivedSPF(receiver string, env milter.Envelope, o spfcheck.Outcome) string {
-	var b strings.Builder
-	b.WriteString(string(o.Result))
-	if c := engine.SPFComment(o, o.Identity, env.ClientIP); c != "" {
-		b.WriteString(" " + authres.Comment(receiver+": "+c))
-	}
-	kv := func(k, v string) {
-		fmt.Fprintf(&b, "\r\n\t%s=%s;", k, authres.PValue(v))
-	}
-	if env.ClientIP.IsValid() {
-		kv("client-ip", env.ClientIP.String())
-	}
-	kv("envelope-from", env.MailFrom)
-	kv("helo", env.HELO)
-	kv("receiver", receiver)
-	id := "mailfrom"
-	if env.MailFrom == "" {
-		id = "helo"
-	}
-	kv("identity", id)
-	return strings.TrimSuffix(b.String(), ";")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 
@@ -36,7 +37,7 @@ func TestPctZeroSaidEverywhere(t *testing.T) {
 	res.DMARCAll = []dmarc.Result{res.DMARC}
 
 	var ar string
-	for _, a := range res.AuthResults() {
+	for _, a := range resultheader.AuthResults(res) {
 		if a.Method == "dmarc" {
 			ar = authres.Format("mx.test", []authres.Result{a})
 		}

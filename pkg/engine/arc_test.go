@@ -13,6 +13,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 )
 
 // feed runs a whole message file through the engine as the milter does.
@@ -73,7 +74,7 @@ func TestARCAuthResults(t *testing.T) {
 		o.ARC = !tt.off
 		res := feed(t, engine.New(r, o), "../arc/testdata/chains/"+tt.file)
 		got := ""
-		for _, ar := range res.AuthResults() {
+		for _, ar := range resultheader.AuthResults(res) {
 			if ar.Method == "arc" {
 				got = strings.TrimPrefix(authres.Format("x", []authres.Result{ar}), "x;\r\n\t")
 				got = strings.Join(strings.Fields(got), " ")

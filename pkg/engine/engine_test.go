@@ -13,6 +13,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 
@@ -59,12 +60,12 @@ func TestEngine(t *testing.T) {
 		}},
 		{"dkim=none for an unsigned message", nil, from, func(t *testing.T, r *engine.Result) {
 			if !hasAR(r, "dkim", "none") {
-				t.Errorf("%+v", r.AuthResults())
+				t.Errorf("%+v", resultheader.AuthResults(r))
 			}
 		}},
 		{"checks off", func(o *engine.Options) { o.SPF, o.DKIM, o.ARC, o.DMARC = false, false, false, false }, from, func(t *testing.T, r *engine.Result) {
-			if len(r.AuthResults()) != 0 {
-				t.Errorf("%+v", r.AuthResults())
+			if len(resultheader.AuthResults(r)) != 0 {
+				t.Errorf("%+v", resultheader.AuthResults(r))
 			}
 		}},
 		{"no From", nil, [][2]string{{"Subject", " x"}}, func(t *testing.T, r *engine.Result) {
@@ -126,7 +127,7 @@ func TestAbort(t *testing.T) {
 }
 
 func hasAR(r *engine.Result, method, value string) bool {
-	for _, a := range r.AuthResults() {
+	for _, a := range resultheader.AuthResults(r) {
 		if a.Method == method && a.Value == value {
 			return true
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 )
 
 // txtZone is a DNS of TXT records in a map, enough for an unsigned message
@@ -61,8 +62,8 @@ func ExampleEngine() {
 	m.Body([]byte("Hello, Bob.\r\n"))
 	r := m.Finish(ctx)
 	fmt.Println(r.SPF.Result, r.DMARC.Status, r.AuthorDomains)
-	// authres.Format("mx.example.net", r.AuthResults()) is the field.
-	for _, ar := range r.AuthResults() {
+	// authres.Format("mx.example.net", resultheader.AuthResults(r)) is the field.
+	for _, ar := range resultheader.AuthResults(r) {
 		fmt.Println(ar.Method + "=" + ar.Value)
 	}
 	// Output:
