@@ -20,6 +20,7 @@ import (
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // checkDNSZone has, per domain, good and broken records of each kind.
@@ -343,7 +344,7 @@ func TestCheckDNSKeyRecordAsVerifier(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, _ := signAndVerify(t, r, tab.Select("agree.test"), dkimsign.AppendField(nil, "From", " a@agree.test"), "Hello.\r\n")
+		res, _ := signAndVerify(t, r, tab.Select("agree.test"), headerblock.Append(nil, "From", " a@agree.test"), "Hello.\r\n")
 		verified := len(res) == 1 && res[0].Status == dkimverify.StatusPass
 		if approved != verified {
 			t.Errorf("%q: check-dns approves %v, verifier passes %v (%+v)\n%s", rec, approved, verified, res, out.String())

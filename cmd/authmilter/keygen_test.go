@@ -15,6 +15,7 @@ import (
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // TestKeygenRoundTrip: the record keygen prints, served by the test DNS
@@ -91,8 +92,8 @@ func TestKeygenRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		var hdr []byte
-		hdr = dkimsign.AppendField(hdr, "From", " a@example.com")
-		hdr = dkimsign.AppendField(hdr, "Subject", " keygen round trip")
+		hdr = headerblock.Append(hdr, "From", " a@example.com")
+		hdr = headerblock.Append(hdr, "Subject", " keygen round trip")
 		body := "Hello.\r\n"
 		res, msg := signAndVerify(t, r, tab.Select("example.com"), hdr, body)
 		if len(res) != 1 || res[0].Status != dkimverify.StatusPass || res[0].Algorithm != tt.alg+"-sha256" {
@@ -189,7 +190,7 @@ func signAndVerify(t testing.TB, r dkimverify.TXTResolver, keys []*dkimsign.Load
 	}
 	var msg []byte
 	for _, v := range values {
-		msg = dkimsign.AppendField(msg, "DKIM-Signature", v)
+		msg = headerblock.Append(msg, "DKIM-Signature", v)
 	}
 	msg = append(append(msg, hdr...), "\r\n"...)
 	v := dkimverify.Start(context.Background(), r, msg, nil)

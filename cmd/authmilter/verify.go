@@ -298,6 +298,8 @@ type message struct {
 // between the name and the colon ("From : x", RFC 5322 §4.5.2 obs-optional)
 // is dropped, as Postfix's milter client does after its is_header(). A line
 // that is not a header field ends the header, as in Postfix's cleanup.
+// evaluate hands each value on through milter.FieldValue, as the milter
+// session does: the wire form is known in internal/milter alone.
 func parseMessage(data []byte) (*message, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("empty message")
@@ -416,7 +418,7 @@ func evaluate(ctx context.Context, svc *service.Service, trail *trailResolver, i
 	}
 	m := svc.Check(ctx, menv)
 	for _, f := range in.msg.fields {
-		m.Header(f.Name, f.Value)
+		m.Header(f.Name, milter.FieldValue(f.Value)) // the wire form made the backend's, as the session does
 	}
 	rep.headerCount = len(in.msg.fields)
 	m.EndOfHeaders()

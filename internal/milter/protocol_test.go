@@ -263,7 +263,7 @@ func TestPostfixSessionNoReplyFlags(t *testing.T) {
 		`begin from="a@sender.test" ip=192.0.2.7 host="[192.0.2.7]" helo="helo.sender.test" auth="alice" mta="mx.rcpt.test"`,
 		`rcpt "X@rcpt.test"`,
 		`header "From" " A <a@sender.test>"`,
-		`header "X-Folded" " one\n\ttwo"`,
+		`header "X-Folded" " one\r\n\ttwo"`, // the wire's bare "\n" fold made CRLF (FieldValue)
 		`header "X-Empty" ""`,
 		`eoh`,
 		`end queue="Q1" body="line 1\r\nline 2\r\n"`,

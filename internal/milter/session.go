@@ -72,6 +72,8 @@ type Backend interface {
 // Message receives one message's content and decides at its end.
 type Message interface {
 	Recipient(addr string)
+	// Header gets one field: value is everything after the colon, leading
+	// white space kept, folds as CRLF (FieldValue), no final line end.
 	Header(name, value string)
 	EndOfHeaders()
 	// Body gets the next chunk of the body; chunk is valid only during
@@ -544,9 +546,9 @@ func (s *session) rcpt(data []byte) {
 	}
 }
 
-// header passes one field on; with SMFIP_HDR_LEADSPC the value is byte-exact,
-// folds as bare LF, as Postfix 3.7 sends them. A value missing its NUL is
-// taken as is.
+// header passes one field on; with SMFIP_HDR_LEADSPC the value arrives
+// byte-exact, folds as bare LF, as Postfix 3.7 sends them, and is handed on
+// with CRLF folds (FieldValue). A value missing its NUL is taken as is.
 func (s *session) header(data []byte) {
 	defer s.guard("header")
 	if s.msg != nil {
@@ -556,8 +558,38 @@ func (s *session) header(data []byte) {
 		if !ok {
 			n = string(name)
 		}
-		s.msg.Header(n, string(value))
+		s.msg.Header(n, FieldValue(string(value)))
 	}
+}
+
+// FieldValue turns a header value as Postfix sends it into the one form a
+// Message gets. With SMFIP_HDR_LEADSPC negotiated (protocol.go) Postfix
+// sends the value byte-exact after the colon, leading white space kept,
+// but each fold as a bare "\n" (its queue file stores lines without CR);
+// every "\n" not already preceded by "\r" becomes "\r\n", so the value
+// is as it stood in the message and a c=simple DKIM signature (RFC 6376
+// §3.4.1) sees the bytes the signer saw. A lone "\r" is kept. This is the
+// only place that knows the wire form; `authmilter verify` hands the
+// fields it splits as Postfix would to it too.
+func FieldValue(wire string) string {
+	n := 0
+	for i := 0; i < len(wire); i++ {
+		if wire[i] == '\n' && (i == 0 || wire[i-1] != '\r') {
+			n++
+		}
+	}
+	if n == 0 {
+		return wire
+	}
+	b := make([]byte, 0, len(wire)+n)
+	for i := 0; i < len(wire); i++ {
+		c := wire[i]
+		if c == '\n' && (i == 0 || wire[i-1] != '\r') {
+			b = append(b, '\r')
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // commonFields are field names as most messages spell them: their string

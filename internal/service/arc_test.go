@@ -10,6 +10,7 @@ import (
 
 	"github.com/authmilter/authmilter/internal/config"
 	"github.com/authmilter/authmilter/internal/dnstest"
+	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/internal/service"
@@ -120,7 +121,7 @@ func TestARCOverrideInAggregateReport(t *testing.T) {
 	m := e.Begin(ctx, engine.Envelope{ClientIP: netip.MustParseAddr("198.51.100.20"), HELO: "mail.lists.example", MailFrom: "list-bounces@lists.example"})
 	msg := emlMsg(t, arcChains+"list-only.eml", "")
 	for _, f := range msg.headers {
-		m.Header(f[0], f[1])
+		m.Header(f[0], milter.FieldValue(f[1])) // emlMsg gives the wire form; the engine takes the milter's
 	}
 	m.EndOfHeaders()
 	for _, b := range msg.bodyBufs {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/authmilter/authmilter/internal/incoming"
 	"github.com/authmilter/authmilter/internal/milter"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
@@ -110,7 +110,7 @@ func (m *Message) incomingDone() {
 
 func (m *Message) incomingHeader(name, value string) {
 	if m.report != nil {
-		m.report.write(m.s.Incoming.MaxBytes, dkimverify.AppendField(nil, name, value))
+		m.report.write(m.s.Incoming.MaxBytes, headerblock.Append(nil, name, value))
 	}
 }
 

@@ -17,9 +17,9 @@ import (
 	"github.com/authmilter/authmilter/internal/policy"
 	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/pkg/authres"
-	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 	"github.com/authmilter/authmilter/pkg/resultheader"
 )
 
@@ -162,7 +162,7 @@ func (m *Message) Header(name, value string) {
 		}
 	}
 	if m.s.Failures != nil && len(m.header)+len(name)+len(value) < maxReportHeader {
-		m.header = dkimverify.AppendField(m.header, name, value)
+		m.header = headerblock.Append(m.header, name, value)
 	}
 	if m.s.Signing != nil && strings.EqualFold(name, "From") && len(m.from) < 2 {
 		m.from = append(m.from, value) // for Signing.External when DMARC is off

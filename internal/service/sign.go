@@ -11,6 +11,7 @@ import (
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // Signing is the outbound half of the service, OpenDKIM's Mode sv: it
@@ -96,7 +97,8 @@ func (sg *Signing) External(env milter.Envelope, fromDomains []string, queueID s
 // Sign starts signing one message; why says for the log how its direction
 // was chosen.
 func (sg *Signing) Sign(env milter.Envelope, why string) milter.Message {
-	return &signMessage{sg: sg, env: env, why: why, start: time.Now()}
+	return &signMessage{sg: sg, env: env, why: why, start: time.Now(),
+		header: headerblock.Block{MaxFields: sg.MaxHeaders, MaxBytes: sg.MaxHeaderBytes}}
 }
 
 // signMessage signs one message. The header block is kept until the end of
@@ -108,12 +110,9 @@ type signMessage struct {
 	why   string
 	start time.Time
 
-	header      []byte
-	headerBytes int
-	headerCount int
-	tooBig      bool
-	from        []string
-	eoh         bool
+	header headerblock.Block // within MaxHeaders / MaxHeaderBytes
+	from   []string
+	eoh    bool
 
 	fromDomain string
 	keys       []*dkimsign.LoadedKey
@@ -124,16 +123,13 @@ type signMessage struct {
 func (m *signMessage) Recipient(string) {}
 
 func (m *signMessage) Header(name, value string) {
-	if m.eoh || m.tooBig {
+	if m.eoh || m.header.Over() {
 		return
 	}
-	m.headerCount++
-	m.headerBytes += len(name) + len(value) + 3
-	if m.headerCount > m.sg.MaxHeaders || m.headerBytes > m.sg.MaxHeaderBytes {
-		m.tooBig, m.header = true, nil
+	if !m.header.Add(name, value) {
+		m.header.Buf = nil
 		return
 	}
-	m.header = dkimsign.AppendField(m.header, name, value)
 	if strings.EqualFold(name, "From") {
 		m.from = append(m.from, value)
 	}
@@ -145,9 +141,9 @@ func (m *signMessage) EndOfHeaders() {
 		return
 	}
 	m.eoh = true
-	defer func() { m.header = nil }()
+	defer func() { m.header.Buf = nil }()
 	switch {
-	case m.tooBig:
+	case m.header.Over():
 		m.skip = "header too large to sign"
 		return
 	case len(m.from) != 1:
@@ -171,7 +167,7 @@ func (m *signMessage) EndOfHeaders() {
 		m.skip = "no signing rule matches the From domain"
 		return
 	}
-	m.signer = dkimsign.Start(m.header, m.keys, m.sg.Options)
+	m.signer = dkimsign.Start(m.header.Buf, m.keys, m.sg.Options)
 }
 
 func (m *signMessage) Body(chunk []byte) {

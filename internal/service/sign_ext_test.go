@@ -23,6 +23,7 @@ import (
 	"github.com/authmilter/authmilter/internal/testmilter"
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dkimsign"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // needTool skips a test when an external verifier is missing, except in CI,
@@ -91,7 +92,7 @@ type signedMessage struct {
 func (m signedMessage) raw() []byte {
 	var b []byte
 	for _, f := range m.fields {
-		b = dkimsign.AppendField(b, f.name, f.value)
+		b = headerblock.Append(b, f.name, f.value)
 	}
 	b = append(b, "\r\n"...)
 	return append(b, m.body...)

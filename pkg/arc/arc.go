@@ -198,7 +198,7 @@ type keyLookup struct {
 }
 
 // Start begins validation of a message whose complete header block (each
-// field "Name:value\r\n" byte-exact, see dkimverify.AppendField, then the
+// field "Name:value\r\n" byte-exact, see pkg/headerblock, then the
 // empty line) is header; the header is copied. Key lookups start at once,
 // bound to ctx; the caller ends with Result or Abort.
 func Start(ctx context.Context, r dkimverify.TXTResolver, header []byte, o *Options) (v *Validator) {

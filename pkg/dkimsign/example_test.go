@@ -9,6 +9,7 @@ import (
 
 	"github.com/authmilter/authmilter/pkg/dkimsign"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // zone is a DNS of TXT records held in a map, the one method the verifier
@@ -30,8 +31,8 @@ func ExampleStart() {
 	key := &dkimsign.LoadedKey{Key: dkimsign.Key{Name: "k", Domain: "example.org", Selector: "sel"},
 		Algorithm: dkimsign.AlgEd25519, Bits: 256, Signer: priv}
 
-	header := dkimsign.AppendField(nil, "From", " Alice <alice@example.org>")
-	header = dkimsign.AppendField(header, "Subject", " hello")
+	header := headerblock.Append(nil, "From", " Alice <alice@example.org>")
+	header = headerblock.Append(header, "Subject", " hello")
 	body := "Hello, Bob.\r\n"
 
 	s := dkimsign.Start(header, []*dkimsign.LoadedKey{key}, nil)
@@ -44,7 +45,7 @@ func ExampleStart() {
 	record, _ := dkimsign.TXTRecord(priv.Public())
 	dns := zone{dkimsign.RecordName("sel", "example.org") + ".": record}
 
-	signed := append(dkimsign.AppendField(nil, "DKIM-Signature", values[0]), header...)
+	signed := append(headerblock.Append(nil, "DKIM-Signature", values[0]), header...)
 	v := dkimverify.Start(context.Background(), dns, append(signed, "\r\n"...), nil)
 	_, _ = v.Write([]byte(body))
 	for _, r := range v.Results() {

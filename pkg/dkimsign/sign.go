@@ -6,7 +6,7 @@
 // The cryptography and canonicalization are go-msgauth's streaming
 // dkim.Signer; this package adds the key files and tables, the choice of
 // signed header fields (RFC 6376 §5.4.1, with From oversigned), x=, and a
-// header block in the same form pkg/dkimverify reads (see AppendField).
+// header block in the same form pkg/dkimverify reads (see pkg/headerblock).
 package dkimsign
 
 import (
@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-
-	"github.com/authmilter/authmilter/pkg/dkimverify"
 )
 
 // Canonicalization names (RFC 6376 §3.4).
@@ -141,14 +139,6 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// AppendField appends one header field to a header block for Start. It is
-// dkimverify.AppendField: the same byte-exact rebuild of what the milter
-// hands over (name + ":" + value + "\r\n", bare "\n" folds made CRLF), so
-// that the signer and a c=simple verifier see the same bytes.
-func AppendField(dst []byte, name, value string) []byte {
-	return dkimverify.AppendField(dst, name, value)
-}
-
 // Signer signs one message with one or more keys. It is fed by one
 // goroutine: Start, Write for each body chunk, then Finish or Abort.
 type Signer struct {
@@ -159,7 +149,7 @@ type Signer struct {
 }
 
 // Start begins signing a message whose complete header block is header
-// (each field "Name:value\r\n" byte-exact, see AppendField, optionally
+// (each field "Name:value\r\n" byte-exact, see pkg/headerblock, optionally
 // followed by the empty line) with each of keys; Table.Select gives them.
 // The header is written to the signers at once and not kept. Errors
 // (invalid options, a malformed header) are reported by Finish. With no

@@ -17,6 +17,7 @@ import (
 	"github.com/authmilter/authmilter/internal/dnstest"
 	"github.com/authmilter/authmilter/internal/resolver"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // testFields are header fields as the milter hands them over with the
@@ -38,7 +39,7 @@ const testBody = "Hello  \r\n\r\nline with trailing ws \t\r\n.dot line\r\n  \r\n
 func headerOf(fields [][2]string) []byte {
 	var h []byte
 	for _, f := range fields {
-		h = AppendField(h, f[0], f[1])
+		h = headerblock.Append(h, f[0], f[1])
 	}
 	return h
 }
@@ -67,7 +68,7 @@ func sign(t testing.TB, header []byte, body string, keys []*LoadedKey, o *Option
 func assemble(values []string, header []byte, body string) []byte {
 	var msg []byte
 	for _, v := range values {
-		msg = AppendField(msg, "DKIM-Signature", v)
+		msg = headerblock.Append(msg, "DKIM-Signature", v)
 	}
 	msg = append(msg, header...)
 	msg = append(msg, "\r\n"...)
@@ -301,7 +302,7 @@ func TestOversigning(t *testing.T) {
 		{[2]string{"From", " Mallory <m@evil.example>"}, dkimverify.StatusFail},
 	}
 	for _, tt := range tests {
-		h := AppendField(nil, tt.added[0], tt.added[1])
+		h := headerblock.Append(nil, tt.added[0], tt.added[1])
 		msg := assemble(values, append(h, header...), testBody)
 		if r := verifyOurs(t, ks.zone, msg); len(r) != 1 || r[0].Status != tt.want {
 			t.Errorf("added %s: %+v, want %s", tt.added[0], r, tt.want)

@@ -216,7 +216,7 @@ type Verifier struct {
 }
 
 // Start begins verification of a message whose complete header block (each
-// field "Name:value\r\n" byte-exact, see AppendField, then the empty line
+// field "Name:value\r\n" byte-exact, see pkg/headerblock, then the empty line
 // "\r\n") is header. The header is copied. If it has no DKIM-Signature
 // field, nothing is started and Results returns nil (the caller reports
 // dkim=none). Otherwise the key lookups start at once, one goroutine per

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authmilter/authmilter/internal/resolver"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
 // sigFixture is a message signed by dkimpy, cut into its DKIM-Signature
@@ -30,13 +31,13 @@ func newSigFixture(t testing.TB) sigFixture {
 			fx.sig = value
 			continue
 		}
-		fx.rest = AppendField(fx.rest, fl.name, value)
+		fx.rest = headerblock.Append(fx.rest, fl.name, value)
 	}
 	return fx
 }
 
 func (fx sigFixture) verify(sig, body string) []Result {
-	hdr := AppendField(nil, "DKIM-Signature", sig)
+	hdr := headerblock.Append(nil, "DKIM-Signature", sig)
 	hdr = append(hdr, fx.rest...)
 	hdr = append(hdr, '\r', '\n')
 	v := Start(context.Background(), fx.r, hdr, &Options{Now: func() time.Time { return t0 }})

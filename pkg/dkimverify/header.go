@@ -8,25 +8,6 @@ import (
 	"time"
 )
 
-// AppendField appends one header field to dst exactly as it appeared in the
-// message, rebuilt from what the milter protocol hands over when the
-// leading-space option is negotiated: name + ":" + value + "\r\n", where value
-// keeps its leading whitespace and folds arrive as bare "\n". Every bare "\n"
-// in value (one not preceded by "\r") becomes "\r\n", so that a c=simple
-// header signature (RFC 6376 §3.4.1) sees the bytes the signer saw.
-func AppendField(dst []byte, name, value string) []byte {
-	dst = append(dst, name...)
-	dst = append(dst, ':')
-	for i := 0; i < len(value); i++ {
-		c := value[i]
-		if c == '\n' && (i == 0 || value[i-1] != '\r') {
-			dst = append(dst, '\r')
-		}
-		dst = append(dst, c)
-	}
-	return append(dst, '\r', '\n')
-}
-
 // signatureValues returns the raw values of the DKIM-Signature fields of a
 // header block, in order, cut as splitHeader cuts fields; other fields cost
 // no allocation.

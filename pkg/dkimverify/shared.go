@@ -50,7 +50,7 @@ type Header struct {
 }
 
 // SplitHeader cuts a complete header block (each field "Name:value\r\n",
-// see AppendField) into fields as the DKIM verifier does.
+// see pkg/headerblock) into fields as the DKIM verifier does.
 func SplitHeader(block []byte) Header {
 	return Header{headerFields(block), &fieldIndex{}}
 }

@@ -133,8 +133,8 @@ func AuthorDomains(fromValues []string) ([]string, error) {
 	return f.Domains, nil
 }
 
-// unfold removes the line breaks of a folded header value (RFC 5322 §2.2.3);
-// with OptHeaderLeadingSpace Postfix sends folds as a bare "\n".
+// unfold removes the line breaks of a folded header value (RFC 5322
+// §2.2.3): CRLF, and a stray CR or LF too.
 func unfold(v string) string {
 	if !strings.ContainsAny(v, "\r\n") {
 		return v

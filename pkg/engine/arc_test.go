@@ -34,7 +34,7 @@ func feed(t *testing.T, e *engine.Engine, file string) *engine.Result {
 	}
 	for _, line := range strings.Split(string(head), "\r\n") {
 		if strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
-			value += "\n" + line
+			value += "\r\n" + line // folds as internal/milter hands them: CRLF
 			continue
 		}
 		flush()

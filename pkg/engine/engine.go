@@ -22,6 +22,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/arc"
 	"github.com/authmilter/authmilter/pkg/dkimverify"
 	"github.com/authmilter/authmilter/pkg/dmarc"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 	"github.com/authmilter/authmilter/pkg/spfcheck"
 )
 
@@ -119,8 +120,9 @@ type Envelope struct {
 	MailFromRaw string
 }
 
-// Field is one header field as it arrived: the value starts after the colon,
-// leading whitespace kept, folds as the MTA sent them.
+// Field is one header field as internal/milter hands it over: the value
+// starts after the colon, leading whitespace kept, folds as CRLF (see
+// pkg/headerblock).
 type Field struct {
 	Name, Value string
 }
@@ -138,10 +140,7 @@ type Message struct {
 
 	spf, helo chan spfcheck.Outcome
 
-	headerBytes int
-	headerCount int
-	tooLarge    bool
-	header      []byte // the rebuilt header block, for DKIM
+	header      headerblock.Block // the header block for DKIM and ARC, within the limits
 	fromValues  []string
 	fromFields  int // From fields seen, kept or not
 	fromBytes   int
@@ -167,6 +166,7 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	m := &Message{e: e, ctx: ctx, cancel: cancel, env: env, start: start, budget: budget}
+	m.header = headerblock.Block{MaxFields: e.o.MaxHeaders, MaxBytes: e.o.MaxHeaderBytes, CountOnly: !e.o.DKIM && !e.o.ARC}
 	if e.o.SPF {
 		o := &spfcheck.Options{Timeout: e.o.SPFTimeout}
 		ip := netIP(env.ClientIP)
@@ -182,25 +182,17 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
 	return m
 }
 
-// Header takes one header field. A From field starts its DMARC policy
-// lookup at once.
+// Header takes one header field (value as Field describes). A From field
+// starts its DMARC policy lookup at once.
 func (m *Message) Header(name, value string) {
 	if m.eohDone {
 		return
 	}
-	m.headerCount++
-	m.headerBytes += len(name) + len(value) + 3
-	if m.headerCount > m.e.o.MaxHeaders || m.headerBytes > m.e.o.MaxHeaderBytes {
-		if !m.tooLarge {
-			m.tooLarge = true
-			m.releaseHeader() // stop keeping it: DKIM is not verified for this message
-		}
+	if m.header.Buf == nil && !m.header.CountOnly && !m.header.Over() {
+		m.header.Buf = (*headerBufs.Get().(*[]byte))[:0]
 	}
-	if !m.tooLarge && (m.e.o.DKIM || m.e.o.ARC) {
-		if m.header == nil {
-			m.header = (*headerBufs.Get().(*[]byte))[:0]
-		}
-		m.header = dkimverify.AppendField(m.header, name, value)
+	if !m.header.Add(name, value) {
+		m.releaseHeader() // stop keeping it: DKIM is not verified for this message
 	}
 	// RFC 5322 §4.5: white space may precede the colon ("From :"); the
 	// field is the same one to readers (obs-from).
@@ -256,16 +248,17 @@ func (m *Message) EndOfHeaders() {
 	}
 	m.eohDone = true
 	defer m.releaseHeader() // Start keeps a copy of what it needs
-	if m.tooLarge || ((!m.e.o.DKIM || m.signatures == 0) && m.arcFields == 0) {
+	if m.header.Over() || ((!m.e.o.DKIM || m.signatures == 0) && m.arcFields == 0) {
 		return
 	}
-	m.header = append(m.header, '\r', '\n')
+	block := append(m.header.Buf, '\r', '\n')
+	m.header.Buf = block
 	if m.e.o.DKIM && m.signatures > 0 {
-		m.dkim = dkimverify.Start(m.ctx, m.e.r, m.header, &m.e.o.DKIMOptions)
+		m.dkim = dkimverify.Start(m.ctx, m.e.r, block, &m.e.o.DKIMOptions)
 	}
 	if m.arcFields > 0 {
 		// Only mail with ARC sets pays for ARC (RFC 8617 §5.2).
-		m.arc = arc.Start(m.ctx, m.e.r, m.header, &m.e.o.ARCOptions)
+		m.arc = arc.Start(m.ctx, m.e.r, block, &m.e.o.ARCOptions)
 	}
 }
 
@@ -276,11 +269,11 @@ var headerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return
 // releaseHeader returns the header buffer to the pool; one that grew very
 // large (up to max_header_bytes) is left to the collector.
 func (m *Message) releaseHeader() {
-	if m.header != nil && cap(m.header) <= 64<<10 {
-		b := m.header[:0]
+	if m.header.Buf != nil && cap(m.header.Buf) <= 64<<10 {
+		b := m.header.Buf[:0]
 		headerBufs.Put(&b)
 	}
-	m.header = nil
+	m.header.Buf = nil
 }
 
 // Body takes one chunk of the body (CRLF line ends, as the MTA sends it).
@@ -312,7 +305,7 @@ func (m *Message) Finish(ctx context.Context) *Result {
 	if !m.eohDone {
 		m.EndOfHeaders()
 	}
-	r := &Result{Envelope: m.env, HeaderTooLarge: m.tooLarge}
+	r := &Result{Envelope: m.env, HeaderTooLarge: m.header.Over()}
 	if !m.budget.IsZero() {
 		// The alignment lookups at the end count against the budget too.
 		var cancel context.CancelFunc
@@ -349,7 +342,7 @@ func (m *Message) dkimResults() []dkimverify.Result {
 	switch {
 	case !m.e.o.DKIM:
 		return nil
-	case m.tooLarge && m.signatures > 0:
+	case m.header.Over() && m.signatures > 0:
 		return []dkimverify.Result{{Status: dkimverify.StatusPermError, Reason: "header block too large, not verified"}}
 	case m.dkim == nil:
 		return []dkimverify.Result{} // enabled, no signature: dkim=none
@@ -361,7 +354,7 @@ func (m *Message) arcResult() arc.Result {
 	switch {
 	case !m.e.o.ARC:
 		return arc.Result{}
-	case m.tooLarge && m.arcFields > 0:
+	case m.header.Over() && m.arcFields > 0:
 		return arc.Result{Status: arc.StatusFail, Reason: "header block too large, not verified"}
 	case m.arc == nil:
 		return arc.Result{Status: arc.StatusNone}

@@ -337,7 +337,7 @@ func signedFixture(t *testing.T) (fields [][2]string, body []byte, key string) {
 		switch {
 		case l == "":
 		case l[0] == ' ' || l[0] == '\t':
-			fields[len(fields)-1][1] += "\n" + strings.TrimSuffix(l, "\r\n")
+			fields[len(fields)-1][1] += "\r\n" + strings.TrimSuffix(l, "\r\n") // folds as the milter hands them
 		default:
 			n, v, _ := strings.Cut(strings.TrimSuffix(l, "\r\n"), ":")
 			fields = append(fields, [2]string{n, v})

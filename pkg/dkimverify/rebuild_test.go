@@ -7,39 +7,20 @@ import (
 	"testing"
 
 	"github.com/authmilter/authmilter/internal/resolver"
+	"github.com/authmilter/authmilter/pkg/headerblock"
 )
 
-func TestAppendField(t *testing.T) {
-	tests := []struct {
-		name, value, want string
-	}{
-		{"Subject", " hello", "Subject: hello\r\n"},
-		{"X-No-Space", "value", "X-No-Space:value\r\n"},
-		{"X-Tab", "\tv", "X-Tab:\tv\r\n"},
-		{"X-Two", "  two  ", "X-Two:  two  \r\n"},
-		{"X-Folded", " a\n\tb\n   c", "X-Folded: a\r\n\tb\r\n   c\r\n"},
-		{"X-CRLF", " a\r\n b", "X-CRLF: a\r\n b\r\n"}, // already CRLF: unchanged
-		{"X-Lead-LF", "\n b", "X-Lead-LF:\r\n b\r\n"},
-		{"X-Empty", "", "X-Empty:\r\n"},
-	}
-	for _, tt := range tests {
-		got := string(AppendField([]byte("prefix|"), tt.name, tt.value))
-		if got != "prefix|"+tt.want {
-			t.Errorf("AppendField(%q, %q) = %q, want %q", tt.name, tt.value, got, "prefix|"+tt.want)
-		}
-	}
-}
-
-// milterFields turns a raw header block into (name, value) pairs as Postfix
-// hands them to a milter that negotiated SMFIP_HEADER_LEADING_SPACE: the value
-// is everything after the colon, leading whitespace kept, folds as bare "\n",
-// no final line end.
+// milterFields turns a raw header block into (name, value) pairs as
+// internal/milter hands them to a backend (Postfix's bare-"\n" folds made
+// CRLF again there, see milter.FieldValue and its test): the value is
+// everything after the colon, leading whitespace kept, folds as CRLF, no
+// final line end.
 func milterFields(t *testing.T, header []byte) [][2]string {
 	t.Helper()
 	var out [][2]string
 	for _, f := range splitHeader(header) {
 		value := strings.TrimSuffix(f.value, "\r\n")
-		out = append(out, [2]string{f.name, strings.ReplaceAll(value, "\r\n", "\n")})
+		out = append(out, [2]string{f.name, value})
 	}
 	return out
 }
@@ -58,7 +39,7 @@ func TestSimpleHeaderRebuiltFromMilterFields(t *testing.T) {
 	fields := milterFields(t, header)
 	var rebuilt []byte
 	for _, f := range fields {
-		rebuilt = AppendField(rebuilt, f[0], f[1])
+		rebuilt = headerblock.Append(rebuilt, f[0], f[1])
 	}
 	rebuilt = append(rebuilt, '\r', '\n')
 	if !bytes.Equal(rebuilt, header) {
@@ -69,10 +50,10 @@ func TestSimpleHeaderRebuiltFromMilterFields(t *testing.T) {
 	check(t, v.Results(), []want{{status: StatusPass, alg: "rsa-sha256"}})
 
 	// The same fields rebuilt the naive way ("Name: " + trimmed value) must
-	// fail: this is what the leading-space option and AppendField prevent.
+	// fail: this is what the leading-space option and headerblock prevent.
 	var naive []byte
 	for _, f := range fields {
-		naive = append(naive, f[0]+": "+strings.TrimSpace(strings.ReplaceAll(f[1], "\n", "\r\n"))+"\r\n"...)
+		naive = append(naive, f[0]+": "+strings.TrimSpace(f[1])+"\r\n"...)
 	}
 	naive = append(naive, '\r', '\n')
 	v = Start(context.Background(), r, naive, nil)
