@@ -217,14 +217,14 @@ func checkSPF(ctx context.Context, r checkResolver, d string, ip net.IP, rep *dn
 	}
 	if ip != nil {
 		out := spfcheck.CheckMailFrom(ctx, r, ip, "", "postmaster@"+d, nil)
-		if out.Result == spfcheck.Pass {
+		if out.Status == spfcheck.StatusPass {
 			rep.add("spf.ip", checkPass, "%s is permitted (%s)", ip, out.Reason)
 		} else {
 			why := out.Reason
 			if why == "" && out.Err != nil {
 				why = out.Err.Error()
 			}
-			rep.add("spf.ip", checkFail, "%s gets %s, not pass (%s)", ip, out.Result, why)
+			rep.add("spf.ip", checkFail, "%s gets %s, not pass (%s)", ip, out.Status, why)
 		}
 	}
 }

@@ -441,7 +441,7 @@ func evaluate(ctx context.Context, svc *service.Service, trail *trailResolver, i
 		rep.Disposition.NotChecked = rep.skipped + ": the milter would not check this message nor change it"
 	}
 
-	if r.SPF.Result != "" || r.HELO.Result != "" {
+	if r.SPF.Status != "" || r.HELO.Status != "" {
 		rep.SPF = &verifySPF{MailFrom: spfOut(r.SPF), HELO: spfOut(r.HELO), DNSNames: orEmpty(trail.Names("spf"))}
 	}
 	if r.DKIM != nil {
@@ -472,11 +472,11 @@ func orEmpty[T any](s []T) []T {
 	return s
 }
 
-func spfOut(o spfcheck.Outcome) *spfOutcome {
-	if o.Result == "" {
+func spfOut(o spfcheck.Result) *spfOutcome {
+	if o.Status == "" {
 		return nil
 	}
-	return &spfOutcome{Result: string(o.Result), Identity: o.Identity, Domain: o.Domain, Reason: o.Reason, Error: errString(o.Err)}
+	return &spfOutcome{Result: string(o.Status), Identity: o.Identity, Domain: o.Domain, Reason: o.Reason, Error: errString(o.Err)}
 }
 
 func dmarcOut(r *engine.Result) *verifyDMARC {
@@ -532,10 +532,10 @@ func dmarcEvalOut(r *engine.Result, d dmarc.Result) dmarcEval {
 	}
 	// RFC 9989 §4.4: only the MAIL FROM identity of SPF counts, never HELO.
 	switch spf := r.SPF; {
-	case spf.Result == "":
+	case spf.Status == "":
 		al.SPF = "SPF not checked"
-	case spf.Result != spfcheck.Pass:
-		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=%s, does not count", orNone(spf.Domain), spf.Result)
+	case spf.Status != spfcheck.StatusPass:
+		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=%s, does not count", orNone(spf.Domain), spf.Status)
 	default:
 		al.SPF = fmt.Sprintf("smtp.mailfrom domain %s: spf=pass, %s", spf.Domain, how(d.SPFAlignment, rec.ASPF))
 	}

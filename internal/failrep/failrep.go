@@ -137,7 +137,7 @@ func Failures(r *engine.Result, res dmarc.Result) []Failure {
 			}
 		}
 	}
-	if opts["s"] && (r.SPF.Result == spfcheck.Fail || r.SPF.Result == spfcheck.PermError) {
+	if opts["s"] && (r.SPF.Status == spfcheck.StatusFail || r.SPF.Status == spfcheck.StatusPermError) {
 		out = append(out, Failure{Kind: KindSPF, AuthFailure: "spf", IdentityAlignment: misaligned})
 	}
 	return out

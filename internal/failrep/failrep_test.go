@@ -18,11 +18,11 @@ import (
 
 // evaluation builds the engine result and the DMARC result of one author
 // domain (example.com, organizational domain example.com) with fo.
-func evaluation(fo string, status dmarc.Status, dkimAligned, spfAligned bool, spf spfcheck.Result, sigs ...dkimverify.Result) (*engine.Result, dmarc.Result) {
+func evaluation(fo string, status dmarc.Status, dkimAligned, spfAligned bool, spf spfcheck.Status, sigs ...dkimverify.Result) (*engine.Result, dmarc.Result) {
 	rec := &dmarc.Record{FO: fo, RUF: []dmarc.URI{{Address: "mailto:ruf@example.com"}}}
 	res := dmarc.Result{Status: status, AuthorDomain: "example.com", DKIMAligned: dkimAligned, SPFAligned: spfAligned,
 		Discovery: &dmarc.Discovery{AuthorDomain: "example.com", PolicyDomain: "example.com", OrgDomain: "example.com", Record: rec, Method: dmarc.MethodTreeWalk}}
-	r := &engine.Result{SPF: spfcheck.Outcome{Result: spf, Domain: "bounce.example.net"}, DKIM: sigs,
+	r := &engine.Result{SPF: spfcheck.Result{Status: spf, Domain: "bounce.example.net"}, DKIM: sigs,
 		DMARC: res, DMARCAll: []dmarc.Result{res}, AuthorDomains: []string{"example.com"}}
 	return r, res
 }
@@ -50,33 +50,33 @@ func TestFailures(t *testing.T) {
 		status dmarc.Status
 		dkimA  bool
 		spfA   bool
-		spf    spfcheck.Result
+		spf    spfcheck.Status
 		sigs   []dkimverify.Result
 		want   []want
 	}{
-		{"fo=0 DMARC fail", "0", dmarc.StatusFail, false, false, spfcheck.Fail, []dkimverify.Result{sigBodyHash},
+		{"fo=0 DMARC fail", "0", dmarc.StatusFail, false, false, spfcheck.StatusFail, []dkimverify.Result{sigBodyHash},
 			[]want{{KindDMARC, "dmarc", "dkim,spf", "example.com"}}},
-		{"fo=0 one aligned pass: nothing", "0", dmarc.StatusPass, true, false, spfcheck.Fail, []dkimverify.Result{sigPass}, nil},
-		{"fo=1 one aligned pass, SPF not aligned", "1", dmarc.StatusPass, true, false, spfcheck.Pass, []dkimverify.Result{sigPass},
+		{"fo=0 one aligned pass: nothing", "0", dmarc.StatusPass, true, false, spfcheck.StatusFail, []dkimverify.Result{sigPass}, nil},
+		{"fo=1 one aligned pass, SPF not aligned", "1", dmarc.StatusPass, true, false, spfcheck.StatusPass, []dkimverify.Result{sigPass},
 			[]want{{KindDMARC, "dmarc", "spf", ""}}},
-		{"fo=1 both aligned: nothing", "1", dmarc.StatusPass, true, true, spfcheck.Pass, []dkimverify.Result{sigPass}, nil},
-		{"fo=1 unsigned SPF-aligned", "1", dmarc.StatusPass, false, true, spfcheck.Pass, nil,
+		{"fo=1 both aligned: nothing", "1", dmarc.StatusPass, true, true, spfcheck.StatusPass, []dkimverify.Result{sigPass}, nil},
+		{"fo=1 unsigned SPF-aligned", "1", dmarc.StatusPass, false, true, spfcheck.StatusPass, nil,
 			[]want{{KindDMARC, "dmarc", "dkim", ""}}},
-		{"fo=d a failed signature, DMARC pass", "d", dmarc.StatusPass, false, true, spfcheck.Pass, []dkimverify.Result{sigBadSig},
+		{"fo=d a failed signature, DMARC pass", "d", dmarc.StatusPass, false, true, spfcheck.StatusPass, []dkimverify.Result{sigBadSig},
 			[]want{{KindDKIM, "signature", "dkim", "mail.example.com"}}},
-		{"fo=d revoked key of another domain", "d", dmarc.StatusFail, false, false, spfcheck.None, []dkimverify.Result{sigPass, sigRevoked},
+		{"fo=d revoked key of another domain", "d", dmarc.StatusFail, false, false, spfcheck.StatusNone, []dkimverify.Result{sigPass, sigRevoked},
 			[]want{{KindDKIM, "revoked", "dkim,spf", "other.example"}}},
-		{"fo=d temperror is no failure", "d", dmarc.StatusFail, false, false, spfcheck.None, []dkimverify.Result{sigTemp}, nil},
-		{"fo=d no signature", "d", dmarc.StatusFail, false, false, spfcheck.None, nil, nil},
-		{"fo=s SPF fail, DMARC pass by DKIM", "s", dmarc.StatusPass, true, false, spfcheck.Fail, []dkimverify.Result{sigPass},
+		{"fo=d temperror is no failure", "d", dmarc.StatusFail, false, false, spfcheck.StatusNone, []dkimverify.Result{sigTemp}, nil},
+		{"fo=d no signature", "d", dmarc.StatusFail, false, false, spfcheck.StatusNone, nil, nil},
+		{"fo=s SPF fail, DMARC pass by DKIM", "s", dmarc.StatusPass, true, false, spfcheck.StatusFail, []dkimverify.Result{sigPass},
 			[]want{{KindSPF, "spf", "spf", ""}}},
-		{"fo=s softfail is no failure", "s", dmarc.StatusFail, false, false, spfcheck.SoftFail, nil, nil},
-		{"fo=s permerror", "s", dmarc.StatusFail, false, false, spfcheck.PermError, nil,
+		{"fo=s softfail is no failure", "s", dmarc.StatusFail, false, false, spfcheck.StatusSoftFail, nil, nil},
+		{"fo=s permerror", "s", dmarc.StatusFail, false, false, spfcheck.StatusPermError, nil,
 			[]want{{KindSPF, "spf", "dkim,spf", ""}}},
-		{"fo=0:d:s all three", "0:d:s", dmarc.StatusFail, false, false, spfcheck.Fail, []dkimverify.Result{sigBodyHash},
+		{"fo=0:d:s all three", "0:d:s", dmarc.StatusFail, false, false, spfcheck.StatusFail, []dkimverify.Result{sigBodyHash},
 			[]want{{KindDMARC, "dmarc", "dkim,spf", "example.com"}, {KindDKIM, "bodyhash", "dkim,spf", "example.com"}, {KindSPF, "spf", "dkim,spf", ""}}},
-		{"temperror: nothing", "1:d:s", dmarc.StatusTempError, false, false, spfcheck.Fail, []dkimverify.Result{sigBodyHash}, nil},
-		{"none: nothing", "1", dmarc.StatusNone, false, false, spfcheck.Fail, nil, nil},
+		{"temperror: nothing", "1:d:s", dmarc.StatusTempError, false, false, spfcheck.StatusFail, []dkimverify.Result{sigBodyHash}, nil},
+		{"none: nothing", "1", dmarc.StatusNone, false, false, spfcheck.StatusFail, nil, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

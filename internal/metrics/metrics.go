@@ -119,11 +119,11 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Message counts one checked message: its results, what the MTA was told,
 // and eom, how long its end of message took (service.Observer).
 func (m *Metrics) Message(r *engine.Result, d policy.Decision, eom time.Duration) {
-	if r.SPF.Result != "" {
-		m.spf.WithLabelValues(label(string(r.SPF.Result))).Inc()
+	if r.SPF.Status != "" {
+		m.spf.WithLabelValues(label(string(r.SPF.Status))).Inc()
 	}
-	if r.HELO.Result != "" {
-		m.spfHELO.WithLabelValues(label(string(r.HELO.Result))).Inc()
+	if r.HELO.Status != "" {
+		m.spfHELO.WithLabelValues(label(string(r.HELO.Status))).Inc()
 	}
 	for _, k := range r.DKIM {
 		m.dkim.WithLabelValues(label(string(k.Status))).Inc()

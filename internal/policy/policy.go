@@ -186,10 +186,10 @@ func (p *Policy) Decide(r *engine.Result, clientIP netip.Addr, clientHost string
 	// default). RFC 7372 §3.2 gives the enhanced codes.
 	if d.Action < Reject && !p.forwarders.Match(clientIP, clientHost) {
 		switch {
-		case r.SPF.Result == spfcheck.Fail && p.o.rejectSPFFail:
+		case r.SPF.Status == spfcheck.StatusFail && p.o.rejectSPFFail:
 			d.Action, d.Why = Reject, "spf fail"
 			d.Reply = Reply(550, "5.7.23", "SPF validation failed for "+r.SPF.Domain)
-		case r.SPF.Result == spfcheck.PermError && p.o.rejectSPFPermerror:
+		case r.SPF.Status == spfcheck.StatusPermError && p.o.rejectSPFPermerror:
 			d.Action, d.Why = Reject, "spf permerror"
 			d.Reply = Reply(550, "5.7.24", "SPF validation error for "+r.SPF.Domain)
 		}

@@ -62,17 +62,17 @@ func TestDecide(t *testing.T) {
 			engine.Result{FromProblem: "several author domains", DMARC: dmarc.Result{Status: dmarc.StatusPermError}},
 			"192.0.2.1", Reject, "reject", "", "550 5.7.1 Message rejected: several author domains"},
 		{"spf fail reject", func(c *config.Config) { c.SPF.FailAction = "reject" },
-			engine.Result{SPF: spfcheck.Outcome{Result: spfcheck.Fail, Domain: "example.org"}, DMARC: dmarc.Result{Status: dmarc.StatusNone}},
+			engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusFail, Domain: "example.org"}, DMARC: dmarc.Result{Status: dmarc.StatusNone}},
 			"192.0.2.1", Reject, "none", "", "550 5.7.23 SPF validation failed for example.org"},
 		{"spf permerror reject", func(c *config.Config) { c.SPF.PermerrorAction = "reject" },
-			engine.Result{SPF: spfcheck.Outcome{Result: spfcheck.PermError, Domain: "example.org"}},
+			engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusPermError, Domain: "example.org"}},
 			"192.0.2.1", Reject, "none", "", "550 5.7.24 SPF validation error for example.org"},
 		{"spf fail reject spares forwarders", func(c *config.Config) {
 			c.SPF.FailAction = "reject"
 			c.DMARC.TrustedForwarders = []string{"192.0.2.1"}
-		}, engine.Result{SPF: spfcheck.Outcome{Result: spfcheck.Fail, Domain: "example.org"}}, "192.0.2.1", Accept, "none", "", ""},
+		}, engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusFail, Domain: "example.org"}}, "192.0.2.1", Accept, "none", "", ""},
 		{"spf fail only reported by default", nil,
-			engine.Result{SPF: spfcheck.Outcome{Result: spfcheck.Fail, Domain: "example.org"}}, "192.0.2.1", Accept, "none", "", ""},
+			engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusFail, Domain: "example.org"}}, "192.0.2.1", Accept, "none", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -201,7 +201,7 @@ func (m *Message) End(ctx context.Context, queueID string) milter.Verdict {
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
 	ar := authres.Format(m.s.AuthservID, d.Annotate(resultheader.AuthResults(r)))
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
-	if m.s.ReceivedSPF && r.SPF.Result != "" {
+	if m.s.ReceivedSPF && r.SPF.Status != "" {
 		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: resultheader.ReceivedSPF(m.s.AuthservID,
 			engine.Envelope{ClientIP: m.env.ClientIP, HELO: m.env.HELO, MailFrom: m.env.MailFrom}, r.SPF)})
 	}
@@ -248,7 +248,7 @@ func (m *Message) log(ctx context.Context, queueID string, r *engine.Result, d p
 	attrs := []any{
 		"queue_id", queueID, "client_ip", addrString(m.env.ClientIP), "helo", m.env.HELO,
 		"mail_from", m.env.MailFrom, "from_domain", joinCapped(r.AuthorDomains, maxLoggedDomains),
-		"spf", string(r.SPF.Result), "spf_helo", string(r.HELO.Result), "dkim", strings.Join(dkim, ","),
+		"spf", string(r.SPF.Status), "spf_helo", string(r.HELO.Status), "dkim", strings.Join(dkim, ","),
 		"dmarc", string(r.DMARC.Status), "policy", string(r.DMARC.Applied),
 		"action", d.Action.String(), "disposition", d.Disposition, "rcpts", len(m.rcpts),
 	}

@@ -32,7 +32,7 @@ _dmarc.strict.test.   300 IN TXT "v=DMARC1; p=reject; aspf=s; rua=mailto:agg@str
 	}
 	type msg struct {
 		author, mailFrom string
-		spf              spfcheck.Result
+		spf              spfcheck.Status
 		dkim             []string // d= of passing signatures
 		wantSPF          string   // policy_evaluated
 		wantDKIM         string
@@ -40,18 +40,18 @@ _dmarc.strict.test.   300 IN TXT "v=DMARC1; p=reject; aspf=s; rua=mailto:agg@str
 	}
 	corpus := []msg{
 		// The common setup: Return-Path on a subdomain, DKIM on the domain.
-		{"sender.test", "bounce.sender.test", spfcheck.Pass, []string{"sender.test"}, "pass", "pass", "none"},
-		{"sender.test", "sender.test", spfcheck.Pass, []string{"mail.sender.test"}, "pass", "pass", "none"},
-		{"sender.test", "bounce.sender.test", spfcheck.Pass, nil, "pass", "fail", "none"},
-		{"sender.test", "esp.example", spfcheck.Pass, []string{"sender.test", "esp.example"}, "fail", "pass", "none"},
-		{"sender.test", "sender.test", spfcheck.Fail, []string{"other.example"}, "fail", "fail", "reject"},
+		{"sender.test", "bounce.sender.test", spfcheck.StatusPass, []string{"sender.test"}, "pass", "pass", "none"},
+		{"sender.test", "sender.test", spfcheck.StatusPass, []string{"mail.sender.test"}, "pass", "pass", "none"},
+		{"sender.test", "bounce.sender.test", spfcheck.StatusPass, nil, "pass", "fail", "none"},
+		{"sender.test", "esp.example", spfcheck.StatusPass, []string{"sender.test", "esp.example"}, "fail", "pass", "none"},
+		{"sender.test", "sender.test", spfcheck.StatusFail, []string{"other.example"}, "fail", "fail", "reject"},
 		// aspf=s: the subdomain does not align beside an exact DKIM pass.
-		{"strict.test", "bounce.strict.test", spfcheck.Pass, []string{"strict.test"}, "fail", "pass", "none"},
+		{"strict.test", "bounce.strict.test", spfcheck.StatusPass, []string{"strict.test"}, "fail", "pass", "none"},
 	}
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	var entries []report.Entry
 	for i, c := range corpus {
-		res := &engine.Result{SPF: spfcheck.Outcome{Result: c.spf, Domain: c.mailFrom, Scope: spfcheck.ScopeMailFrom}, DKIM: []dkimverify.Result{}}
+		res := &engine.Result{SPF: spfcheck.Result{Status: c.spf, Domain: c.mailFrom, Scope: spfcheck.ScopeMailFrom}, DKIM: []dkimverify.Result{}}
 		in := dmarc.Input{AuthorDomain: c.author, SPFResult: string(c.spf), SPFDomain: c.mailFrom}
 		for _, d := range c.dkim {
 			res.DKIM = append(res.DKIM, dkimverify.Result{Status: dkimverify.StatusPass, Domain: d, Selector: "s"})

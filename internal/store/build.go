@@ -135,8 +135,8 @@ func Build(m Message, excl Exclusions) []report.Record {
 	}
 	// RFC 9990 spf element: only the MAIL FROM identity, scope mfrom (for the
 	// null sender that is postmaster@HELO, RFC 7208 §2.4).
-	if r.SPF.Result != "" {
-		base.SPF = []report.SPFResult{{Domain: r.SPF.Domain, Scope: "mfrom", Result: string(r.SPF.Result)}}
+	if r.SPF.Status != "" {
+		base.SPF = []report.SPFResult{{Domain: r.SPF.Domain, Scope: "mfrom", Result: string(r.SPF.Status)}}
 	}
 	for _, k := range r.DKIM {
 		base.DKIM = append(base.DKIM, report.DKIMResult{Domain: k.Domain, Selector: k.Selector, Result: string(k.Status)})

@@ -29,7 +29,7 @@ func dres(author string, st dmarc.Status, applied dmarc.Policy, d *dmarc.Discove
 
 func baseResult(all ...dmarc.Result) *engine.Result {
 	r := &engine.Result{
-		SPF: spfcheck.Outcome{Result: spfcheck.Pass, Domain: "bounce.sender.test", Scope: spfcheck.ScopeMailFrom},
+		SPF: spfcheck.Result{Status: spfcheck.StatusPass, Domain: "bounce.sender.test", Scope: spfcheck.ScopeMailFrom},
 		DKIM: []dkimverify.Result{
 			{Status: dkimverify.StatusPass, Domain: "sender.test", Selector: "s1"},
 			{Status: "fail", Domain: "other.test", Selector: "s2"},

@@ -31,7 +31,7 @@ func TestPctZeroSaidEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := &engine.Result{SPF: spfcheck.Outcome{Result: spfcheck.Fail, Domain: "pct0.test", Scope: spfcheck.ScopeMailFrom},
+	res := &engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusFail, Domain: "pct0.test", Scope: spfcheck.ScopeMailFrom},
 		DKIM: []dkimverify.Result{}}
 	res.DMARC = dmarc.Evaluate(context.Background(), r, dmarc.Input{AuthorDomain: "pct0.test", SPFResult: "fail", SPFDomain: "pct0.test"}, nil)
 	res.DMARCAll = []dmarc.Result{res.DMARC}

@@ -138,7 +138,7 @@ type Message struct {
 	start  time.Time
 	budget time.Time // end of the DNS budget; zero: none
 
-	spf, helo chan spfcheck.Outcome
+	spf, helo chan spfcheck.Result
 
 	header      headerblock.Block // the header block for DKIM and ARC, within the limits
 	fromValues  []string
@@ -170,12 +170,12 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
 	if e.o.SPF {
 		o := &spfcheck.Options{Timeout: e.o.SPFTimeout}
 		ip := netIP(env.ClientIP)
-		m.spf = make(chan spfcheck.Outcome, 1)
+		m.spf = make(chan spfcheck.Result, 1)
 		go func() {
 			m.spf <- spfcheck.CheckMailFrom(ctx, e.r, ip, env.HELO, env.MailFrom, o)
 		}()
 		if e.o.CheckHELO && env.HELO != "" {
-			m.helo = make(chan spfcheck.Outcome, 1)
+			m.helo = make(chan spfcheck.Result, 1)
 			go func() { m.helo <- spfcheck.CheckHELO(ctx, e.r, ip, env.HELO, o) }()
 		}
 	}
@@ -323,16 +323,16 @@ func (m *Message) Finish(ctx context.Context) *Result {
 	return r
 }
 
-func (m *Message) waitSPF(ctx context.Context) (mfrom, helo spfcheck.Outcome) {
-	wait := func(c chan spfcheck.Outcome) spfcheck.Outcome {
+func (m *Message) waitSPF(ctx context.Context) (mfrom, helo spfcheck.Result) {
+	wait := func(c chan spfcheck.Result) spfcheck.Result {
 		if c == nil {
-			return spfcheck.Outcome{}
+			return spfcheck.Result{}
 		}
 		select {
 		case o := <-c:
 			return o
 		case <-ctx.Done():
-			return spfcheck.Outcome{Result: spfcheck.TempError, Reason: "time budget exhausted", Err: ctx.Err()}
+			return spfcheck.Result{Status: spfcheck.StatusTempError, Reason: "time budget exhausted", Err: ctx.Err()}
 		}
 	}
 	return wait(m.spf), wait(m.helo)
@@ -413,7 +413,7 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 		// evaluated like an author domain.
 		r.FromProblem = "address in display name or comment: " + strings.Join(f.Shown, ",")
 	}
-	in := dmarc.Input{AuthorDomain: all[0], SPFResult: string(r.SPF.Result), SPFDomain: r.SPF.Domain}
+	in := dmarc.Input{AuthorDomain: all[0], SPFResult: string(r.SPF.Status), SPFDomain: r.SPF.Domain}
 	for _, d := range r.DKIM {
 		if d.Testing {
 			// RFC 6376 §3.6.1: a signer in testing mode is treated as

@@ -54,7 +54,7 @@ func TestEngine(t *testing.T) {
 		check   func(*testing.T, *engine.Result)
 	}{
 		{"all checks", nil, from, func(t *testing.T, r *engine.Result) {
-			if r.SPF.Result != spfcheck.Pass || r.DMARC.Status != dmarc.StatusPass || r.DKIM == nil || len(r.DKIM) != 0 {
+			if r.SPF.Status != spfcheck.StatusPass || r.DMARC.Status != dmarc.StatusPass || r.DKIM == nil || len(r.DKIM) != 0 {
 				t.Errorf("%+v", r)
 			}
 		}},
@@ -111,7 +111,7 @@ func TestFinishDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	r := run(e, ctx, [][2]string{{"From", " a@example.org"}})
-	if r.SPF.Result != spfcheck.TempError || r.DMARC.Status != dmarc.StatusTempError {
+	if r.SPF.Status != spfcheck.StatusTempError || r.DMARC.Status != dmarc.StatusTempError {
 		t.Errorf("spf %v dmarc %v", r.SPF, r.DMARC)
 	}
 }

@@ -61,7 +61,7 @@ func ExampleEngine() {
 	m.EndOfHeaders()
 	m.Body([]byte("Hello, Bob.\r\n"))
 	r := m.Finish(ctx)
-	fmt.Println(r.SPF.Result, r.DMARC.Status, r.AuthorDomains)
+	fmt.Println(r.SPF.Status, r.DMARC.Status, r.AuthorDomains)
 	// authres.Format("mx.example.net", resultheader.AuthResults(r)) is the field.
 	for _, ar := range resultheader.AuthResults(r) {
 		fmt.Println(ar.Method + "=" + ar.Value)

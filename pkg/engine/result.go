@@ -14,8 +14,8 @@ import (
 type Result struct {
 	Envelope Envelope
 
-	SPF  spfcheck.Outcome // MAIL FROM identity (postmaster@HELO for the null sender)
-	HELO spfcheck.Outcome // HELO identity; never used by DMARC
+	SPF  spfcheck.Result // MAIL FROM identity (postmaster@HELO for the null sender)
+	HELO spfcheck.Result // HELO identity; never used by DMARC
 	DKIM []dkimverify.Result
 	ARC  arc.Result // Status "" when ARC is off
 

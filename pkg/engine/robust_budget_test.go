@@ -48,7 +48,7 @@ func TestMessageBudget(t *testing.T) {
 	case <-time.After(60 * time.Second): // liveness bound, far above the budget
 		t.Fatal("the message budget did not end the DNS work")
 	}
-	if res.SPF.Result != spfcheck.TempError || res.HELO.Result != spfcheck.TempError {
+	if res.SPF.Status != spfcheck.StatusTempError || res.HELO.Status != spfcheck.StatusTempError {
 		t.Errorf("spf %+v helo %+v, want temperror", res.SPF, res.HELO)
 	}
 	if len(res.DKIM) != 1 || res.DKIM[0].Status != dkimverify.StatusTempError {

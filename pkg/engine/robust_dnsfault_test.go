@@ -347,7 +347,7 @@ func signedFixture(t *testing.T) (fields [][2]string, body []byte, key string) {
 }
 
 type faultResult struct {
-	spf   spfcheck.Result
+	spf   spfcheck.Status
 	dkim  dkimverify.Status
 	dmarc dmarc.Status
 }
@@ -377,7 +377,7 @@ func runFaultCase(t *testing.T, owner, mode string) faultResult {
 	m.EndOfHeaders()
 	m.Body(body)
 	res := m.Finish(context.Background())
-	fr := faultResult{spf: res.SPF.Result, dmarc: res.DMARC.Status}
+	fr := faultResult{spf: res.SPF.Status, dmarc: res.DMARC.Status}
 	if len(res.DKIM) == 1 {
 		fr.dkim = res.DKIM[0].Status
 	}
@@ -385,7 +385,7 @@ func runFaultCase(t *testing.T, owner, mode string) faultResult {
 	return fr
 }
 
-var allPass = faultResult{spf: spfcheck.Pass, dkim: dkimverify.StatusPass, dmarc: dmarc.StatusPass}
+var allPass = faultResult{spf: spfcheck.StatusPass, dkim: dkimverify.StatusPass, dmarc: dmarc.StatusPass}
 
 func TestDNSFaultsBaseline(t *testing.T) {
 	if got := runFaultCase(t, "", ""); got != allPass {
@@ -403,7 +403,7 @@ func TestDNSFaults(t *testing.T) {
 		owner string
 		lost  func(faultResult) faultResult
 	}{
-		{"spf", "example.org.", func(r faultResult) faultResult { r.spf = spfcheck.TempError; return r }},
+		{"spf", "example.org.", func(r faultResult) faultResult { r.spf = spfcheck.StatusTempError; return r }},
 		{"dkim", "rsa2048._domainkey.example.org.", func(r faultResult) faultResult { r.dkim = dkimverify.StatusTempError; return r }},
 		{"dmarc", "_dmarc.example.org.", func(r faultResult) faultResult { r.dmarc = dmarc.StatusTempError; return r }},
 	}
@@ -433,7 +433,7 @@ func TestDNSFaultsTruncatedOverTCP(t *testing.T) {
 	for _, mode := range []string{fTCPTruncated, fHuge} {
 		t.Run(mode, func(t *testing.T) {
 			got := runFaultCase(t, "example.org.", mode)
-			if got.spf != spfcheck.TempError {
+			if got.spf != spfcheck.StatusTempError {
 				t.Errorf("%s: spf=%s, want temperror (the record set is incomplete)", mode, got.spf)
 			}
 		})

@@ -16,7 +16,7 @@ import (
 // and Received-SPF fields.
 func Example() {
 	env := engine.Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), HELO: "mail.example.org", MailFrom: "alice@example.org"}
-	spf := spfcheck.Outcome{Result: spfcheck.Pass, Domain: "example.org", Identity: "alice@example.org", Scope: spfcheck.ScopeMailFrom}
+	spf := spfcheck.Result{Status: spfcheck.StatusPass, Domain: "example.org", Identity: "alice@example.org", Scope: spfcheck.ScopeMailFrom}
 	r := &engine.Result{Envelope: env, SPF: spf, DKIM: []dkimverify.Result{}}
 	// The values fold with CRLF, as a header field does.
 	fmt.Println(strings.ReplaceAll(authres.Format("mx.example.net", resultheader.AuthResults(r)), "\r\n", "\n"))

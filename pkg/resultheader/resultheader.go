@@ -29,11 +29,11 @@ import (
 // authres.Format writes the field from it.
 func AuthResults(r *engine.Result) []authres.Result {
 	var out []authres.Result
-	if r.SPF.Result != "" {
+	if r.SPF.Status != "" {
 		// RFC 7208 §2.4: the null sender is checked as postmaster@HELO;
 		// SPF.Identity is what was checked either way.
 		id := r.SPF.Identity
-		ar := authres.Result{Method: "spf", Value: string(r.SPF.Result), Reason: SPFComment(r.SPF, id, r.Envelope.ClientIP)}
+		ar := authres.Result{Method: "spf", Value: string(r.SPF.Status), Reason: SPFComment(r.SPF, id, r.Envelope.ClientIP)}
 		raw := r.Envelope.MailFrom
 		if r.Envelope.MailFromRaw != "" {
 			raw = r.Envelope.MailFromRaw
@@ -48,8 +48,8 @@ func AuthResults(r *engine.Result) []authres.Result {
 		}
 		out = append(out, ar)
 	}
-	if r.HELO.Result != "" {
-		ar := authres.Result{Method: "spf", Value: string(r.HELO.Result), Reason: SPFComment(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP)}
+	if r.HELO.Status != "" {
+		ar := authres.Result{Method: "spf", Value: string(r.HELO.Status), Reason: SPFComment(r.HELO, r.Envelope.HELO, r.Envelope.ClientIP)}
 		if v, ok := smtpValue(r.HELO, r.Envelope.HELO); ok || isAddressLiteral(r.Envelope.HELO) {
 			if !ok {
 				v = r.Envelope.HELO
@@ -77,7 +77,7 @@ func AuthResults(r *engine.Result) []authres.Result {
 // (authres.AddressLike), else its domain alone (RFC 8601 §2.3 allows a
 // pvalue without the local-part). ok is false when there is no valid
 // domain.
-func smtpValue(o spfcheck.Outcome, id string) (string, bool) {
+func smtpValue(o spfcheck.Result, id string) (string, bool) {
 	if o.Domain == "" || errors.Is(o.Err, spfcheck.ErrInvalidDomain) || errors.Is(o.Err, spfcheck.ErrIPLiteral) {
 		return "", false
 	}
@@ -133,17 +133,17 @@ func isAddressLiteral(h string) bool {
 // SPFComment is the comment of an spf= result, in the words postmasters
 // know from policyd-spf and RFC 7208 §9.1's examples, naming the client
 // address the result is about.
-func SPFComment(o spfcheck.Outcome, identity string, addr netip.Addr) string {
+func SPFComment(o spfcheck.Result, identity string, addr netip.Addr) string {
 	ip := clientIP(addr)
 	who := "domain of " + identity
-	switch o.Result {
-	case spfcheck.Pass:
+	switch o.Status {
+	case spfcheck.StatusPass:
 		return fmt.Sprintf("%s designates %s as permitted sender", who, ip)
-	case spfcheck.Fail:
+	case spfcheck.StatusFail:
 		return fmt.Sprintf("%s does not designate %s as permitted sender", who, ip)
-	case spfcheck.SoftFail:
+	case spfcheck.StatusSoftFail:
 		return fmt.Sprintf("%s discourages use of %s as permitted sender", who, ip)
-	case spfcheck.Neutral:
+	case spfcheck.StatusNeutral:
 		return fmt.Sprintf("%s is neither permitted nor denied by %s", ip, who)
 	}
 	return o.Reason
@@ -265,9 +265,9 @@ func clientIP(a netip.Addr) string {
 // ReceivedSPF writes the value of a Received-SPF field (RFC 7208 §9.1) for
 // the SPF result o of the MAIL FROM identity. env.MailFrom is the MAIL
 // argument as received (not Postfix's {mail_addr}).
-func ReceivedSPF(receiver string, env engine.Envelope, o spfcheck.Outcome) string {
+func ReceivedSPF(receiver string, env engine.Envelope, o spfcheck.Result) string {
 	var b strings.Builder
-	b.WriteString(string(o.Result))
+	b.WriteString(string(o.Status))
 	if c := SPFComment(o, o.Identity, env.ClientIP); c != "" {
 		b.WriteString(" " + authres.Comment(receiver+": "+c))
 	}

@@ -44,7 +44,7 @@ func BenchmarkHostileRecord(b *testing.B) {
 			b.SetBytes(int64(rec.Len()))
 			b.ResetTimer()
 			for range b.N {
-				if o := CheckMailFrom(context.Background(), r, ip, "mx.big.example", "a@big.example", nil); o.Result != Fail {
+				if o := CheckMailFrom(context.Background(), r, ip, "mx.big.example", "a@big.example", nil); o.Status != StatusFail {
 					b.Fatalf("%+v, want fail", o)
 				}
 			}

@@ -26,19 +26,19 @@ import (
 	"github.com/authmilter/authmilter/pkg/identity"
 )
 
-// Result is an SPF result (RFC 7208 §2.6). The strings are the ones used in
+// Status is an SPF result (RFC 7208 §2.6). The strings are the ones used in
 // Authentication-Results and Received-SPF.
-type Result string
+type Status string
 
 // The SPF results, RFC 7208 §2.6.
 const (
-	None      Result = "none"      // §2.6.1: no record, or no valid domain to check
-	Neutral   Result = "neutral"   // §2.6.2: the domain makes no assertion
-	Pass      Result = "pass"      // §2.6.3: the client is authorized
-	Fail      Result = "fail"      // §2.6.4: the client is not authorized
-	SoftFail  Result = "softfail"  // §2.6.5: probably not authorized
-	TempError Result = "temperror" // §2.6.6: transient (DNS) error
-	PermError Result = "permerror" // §2.6.7: the records could not be interpreted
+	StatusNone      Status = "none"      // §2.6.1: no record, or no valid domain to check
+	StatusNeutral   Status = "neutral"   // §2.6.2: the domain makes no assertion
+	StatusPass      Status = "pass"      // §2.6.3: the client is authorized
+	StatusFail      Status = "fail"      // §2.6.4: the client is not authorized
+	StatusSoftFail  Status = "softfail"  // §2.6.5: probably not authorized
+	StatusTempError Status = "temperror" // §2.6.6: transient (DNS) error
+	StatusPermError Status = "permerror" // §2.6.7: the records could not be interpreted
 )
 
 // Scopes of a check, as in RFC 8601 "smtp.mailfrom" / "smtp.helo" and the
@@ -52,7 +52,7 @@ const (
 // zero. RFC 7208 §4.6.4 suggests at least 20 seconds.
 const DefaultTimeout = 20 * time.Second
 
-// Errors of an Outcome. DNS errors from the resolver come back unwrapped
+// Errors of a Result. DNS errors from the resolver come back unwrapped
 // (*net.DNSError) for temperror.
 var (
 	ErrInvalidDomain = errors.New("spfcheck: invalid domain")
@@ -79,9 +79,9 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Outcome is the result of one check.
-type Outcome struct {
-	Result   Result
+// Result is the result of one check.
+type Result struct {
+	Status   Status
 	Domain   string // the domain checked (lowercase), "" if there was none
 	Identity string // the identity checked: the sender, or postmaster@<helo>
 	Scope    string // ScopeMailFrom or ScopeHELO
@@ -92,24 +92,24 @@ type Outcome struct {
 // CheckMailFrom checks the MAIL FROM identity (RFC 7208 §2.4). A null
 // sender ("" or "<>") is checked as postmaster@<helo>; its result is still
 // the mfrom result.
-func CheckMailFrom(ctx context.Context, r Resolver, ip net.IP, helo, sender string, o *Options) Outcome {
+func CheckMailFrom(ctx context.Context, r Resolver, ip net.IP, helo, sender string, o *Options) Result {
 	sender = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(sender), "<"), ">")
 	helo = strings.TrimSpace(helo)
-	out := Outcome{Scope: ScopeMailFrom, Identity: sender}
+	out := Result{Scope: ScopeMailFrom, Identity: sender}
 	var domain string
 	if sender == "" {
 		// §2.4: the null reverse-path is checked as postmaster@<HELO>.
 		out.Identity = "postmaster@" + helo
 		domain = helo
 		if isIPLiteral(helo) {
-			out.Result, out.Reason, out.Err = None, "null sender and HELO is an address literal", ErrIPLiteral
+			out.Status, out.Reason, out.Err = StatusNone, "null sender and HELO is an address literal", ErrIPLiteral
 			return out
 		}
 	} else {
 		at := strings.LastIndexByte(sender, '@')
 		if at < 0 {
 			// §4.3: no valid domain to check.
-			out.Result, out.Reason, out.Err = None, "sender has no domain", ErrInvalidDomain
+			out.Status, out.Reason, out.Err = StatusNone, "sender has no domain", ErrInvalidDomain
 			return out
 		}
 		domain = sender[at+1:]
@@ -126,11 +126,11 @@ func CheckMailFrom(ctx context.Context, r Resolver, ip net.IP, helo, sender stri
 // CheckHELO checks the HELO identity (RFC 7208 §2.3), as postmaster@<helo>.
 // An address literal or a name that is not a fully qualified domain gives
 // none. The HELO result never feeds DMARC.
-func CheckHELO(ctx context.Context, r Resolver, ip net.IP, helo string, o *Options) Outcome {
+func CheckHELO(ctx context.Context, r Resolver, ip net.IP, helo string, o *Options) Result {
 	helo = strings.TrimSpace(helo)
-	out := Outcome{Scope: ScopeHELO, Identity: "postmaster@" + helo}
+	out := Result{Scope: ScopeHELO, Identity: "postmaster@" + helo}
 	if isIPLiteral(helo) {
-		out.Result, out.Reason, out.Err = None, "HELO is an address literal", ErrIPLiteral
+		out.Status, out.Reason, out.Err = StatusNone, "HELO is an address literal", ErrIPLiteral
 		return out
 	}
 	out.Domain = identity.Fold(helo)
@@ -138,14 +138,14 @@ func CheckHELO(ctx context.Context, r Resolver, ip net.IP, helo string, o *Optio
 }
 
 // check runs check_host() for out.Domain with the time budget.
-func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out Outcome, o *Options) (res Outcome) {
+func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out Result, o *Options) (res Result) {
 	if ip.To16() == nil {
-		out.Result, out.Reason, out.Err = PermError, "invalid client IP", ErrInvalidIP
+		out.Status, out.Reason, out.Err = StatusPermError, "invalid client IP", ErrInvalidIP
 		return out
 	}
 	// §4.3: a malformed domain or one that is not fully qualified gives none.
 	if err := validDomain(out.Domain); err != nil {
-		out.Result, out.Reason, out.Err = None, err.Error(), fmt.Errorf("%w: %q: %v", ErrInvalidDomain, out.Domain, err)
+		out.Status, out.Reason, out.Err = StatusNone, err.Error(), fmt.Errorf("%w: %q: %v", ErrInvalidDomain, out.Domain, err)
 		return out
 	}
 	timeout := DefaultTimeout
@@ -160,26 +160,26 @@ func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out 
 		// library means a record it could not interpret: permerror.
 		if p := recover(); p != nil {
 			res = out
-			res.Result, res.Reason, res.Err = PermError, "internal error", fmt.Errorf("%w: %v", ErrInternal, p)
+			res.Status, res.Reason, res.Err = StatusPermError, "internal error", fmt.Errorf("%w: %v", ErrInternal, p)
 		}
 	}()
 	sr := &syntaxChecking{Resolver: r, ip: ip}
 	result, err := spf.CheckHostWithSender(ip, helo, sender,
 		spf.WithContext(ctx), spf.WithResolver(sr))
-	out.Result = Result(result)
+	out.Status = Status(result)
 	out.Reason = reason(err)
 
 	switch {
-	case ctx.Err() != nil && out.Result != TempError:
+	case ctx.Err() != nil && out.Status != StatusTempError:
 		// The budget ran out: some lookups were cut short and the library
 		// may have skipped them (e.g. §5.4 MX hosts) and reached a wrong
 		// answer. Say temperror rather than a result we can't stand by.
-		out.Result, out.Reason, out.Err = TempError, "time budget exceeded", ErrTimeout
+		out.Status, out.Reason, out.Err = StatusTempError, "time budget exceeded", ErrTimeout
 	case sr.err != nil:
 		// §4.6: a syntax error anywhere in a record that was evaluated
 		// is permerror, whatever an earlier term matched.
-		out.Result, out.Reason, out.Err = PermError, "syntax error", sr.err
-	case out.Result == TempError || out.Result == PermError:
+		out.Status, out.Reason, out.Err = StatusPermError, "syntax error", sr.err
+	case out.Status == StatusTempError || out.Status == StatusPermError:
 		out.Err = err
 	}
 	return out

@@ -74,17 +74,17 @@ func FuzzCheckRecord(f *testing.F) {
 		before := srv.Queries()
 		o := CheckMailFrom(context.Background(), r, ip, "a.fuzz.test", "user@fuzz.test", nil)
 		queries := srv.Queries() - before
-		switch o.Result {
-		case None, Neutral, Pass, Fail, SoftFail, TempError, PermError:
+		switch o.Status {
+		case StatusNone, StatusNeutral, StatusPass, StatusFail, StatusSoftFail, StatusTempError, StatusPermError:
 		default:
-			t.Fatalf("result %q", o.Result)
+			t.Fatalf("result %q", o.Status)
 		}
 		if errors.Is(o.Err, ErrInternal) {
 			t.Fatalf("library panic on %q: %v", rec, o.Err)
 		}
 		selected := strings.EqualFold(strings.SplitN(rec, " ", 2)[0], "v=spf1")
-		if selected && CheckRecordSyntax(rec) != nil && o.Result != PermError && o.Result != TempError {
-			t.Fatalf("record %q has a syntax error but gave %s (%s)", rec, o.Result, o.Reason)
+		if selected && CheckRecordSyntax(rec) != nil && o.Status != StatusPermError && o.Status != StatusTempError {
+			t.Fatalf("record %q has a syntax error but gave %s (%s)", rec, o.Status, o.Reason)
 		}
 		// §4.6.4 plus one PTR answer's check for %{p} (1 + 10 names).
 		if queries > 1+10*11+2+11 {

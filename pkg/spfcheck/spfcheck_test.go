@@ -61,55 +61,55 @@ func TestCheckMailFrom(t *testing.T) {
 	_, r := setup(t, resolver.Config{Attempts: 1})
 	tests := []struct {
 		name, ip, helo, sender string
-		result                 Result
+		result                 Status
 		domain, identity       string
 		reason                 string
 		err                    error
 	}{
-		{"pass ip4", "192.0.2.5", "mail.example.com", "user@example.com", Pass, "example.com", "user@example.com", "matched ip", nil},
-		{"pass ip6", "2001:db8::5", "mail.example.com", "user@example.com", Pass, "example.com", "user@example.com", "matched ip", nil},
-		{"fail", "198.51.100.1", "mail.example.com", "user@example.com", Fail, "example.com", "user@example.com", "matched all", nil},
-		{"softfail", "198.51.100.1", "x.example.net", "a@soft.example.com", SoftFail, "soft.example.com", "a@soft.example.com", "matched all", nil},
-		{"neutral", "198.51.100.1", "x.example.net", "a@neutral.example.com", Neutral, "neutral.example.com", "a@neutral.example.com", "matched all", nil},
-		{"brackets and case", "192.0.2.5", "mail.example.com", "<User@Example.COM>", Pass, "example.com", "User@Example.COM", "matched ip", nil},
-		{"strings joined", "192.0.2.1", "h.example.net", "a@split.example.com", Pass, "split.example.com", "a@split.example.com", "matched ip", nil},
+		{"pass ip4", "192.0.2.5", "mail.example.com", "user@example.com", StatusPass, "example.com", "user@example.com", "matched ip", nil},
+		{"pass ip6", "2001:db8::5", "mail.example.com", "user@example.com", StatusPass, "example.com", "user@example.com", "matched ip", nil},
+		{"fail", "198.51.100.1", "mail.example.com", "user@example.com", StatusFail, "example.com", "user@example.com", "matched all", nil},
+		{"softfail", "198.51.100.1", "x.example.net", "a@soft.example.com", StatusSoftFail, "soft.example.com", "a@soft.example.com", "matched all", nil},
+		{"neutral", "198.51.100.1", "x.example.net", "a@neutral.example.com", StatusNeutral, "neutral.example.com", "a@neutral.example.com", "matched all", nil},
+		{"brackets and case", "192.0.2.5", "mail.example.com", "<User@Example.COM>", StatusPass, "example.com", "User@Example.COM", "matched ip", nil},
+		{"strings joined", "192.0.2.1", "h.example.net", "a@split.example.com", StatusPass, "split.example.com", "a@split.example.com", "matched ip", nil},
 		// §2.4: null sender is checked as postmaster@<HELO>.
-		{"null sender", "192.0.2.10", "mail.example.com", "", Pass, "mail.example.com", "postmaster@mail.example.com", "matched a", nil},
-		{"null sender <>", "192.0.2.11", "mail.example.com", "<>", Fail, "mail.example.com", "postmaster@mail.example.com", "matched all", nil},
-		{"null sender, HELO literal", "192.0.2.10", "[192.0.2.10]", "", None, "", "postmaster@[192.0.2.10]", "null sender and HELO is an address literal", ErrIPLiteral},
-		{"null sender, no HELO", "192.0.2.10", "", "", None, "", "postmaster@", "empty domain", ErrInvalidDomain},
+		{"null sender", "192.0.2.10", "mail.example.com", "", StatusPass, "mail.example.com", "postmaster@mail.example.com", "matched a", nil},
+		{"null sender <>", "192.0.2.11", "mail.example.com", "<>", StatusFail, "mail.example.com", "postmaster@mail.example.com", "matched all", nil},
+		{"null sender, HELO literal", "192.0.2.10", "[192.0.2.10]", "", StatusNone, "", "postmaster@[192.0.2.10]", "null sender and HELO is an address literal", ErrIPLiteral},
+		{"null sender, no HELO", "192.0.2.10", "", "", StatusNone, "", "postmaster@", "empty domain", ErrInvalidDomain},
 		// §4.3: empty local-part is postmaster; malformed domains give none.
-		{"empty local-part", "192.0.2.5", "h.example.net", "@example.com", Pass, "example.com", "postmaster@example.com", "matched ip", nil},
-		{"no at sign", "192.0.2.5", "h.example.net", "garbage", None, "", "garbage", "sender has no domain", ErrInvalidDomain},
-		{"empty domain", "192.0.2.5", "h.example.net", "user@", None, "", "user@", "empty domain", ErrInvalidDomain},
-		{"single label", "192.0.2.5", "h.example.net", "user@localhost", None, "localhost", "user@localhost", "domain is not fully qualified", ErrInvalidDomain},
-		{"empty label", "192.0.2.5", "h.example.net", "user@a..example.com", None, "a..example.com", "user@a..example.com", "empty label in domain", ErrInvalidDomain},
-		{"long label", "192.0.2.5", "h.example.net", "u@" + strings.Repeat("x", 64) + ".com", None, strings.Repeat("x", 64) + ".com", "u@" + strings.Repeat("x", 64) + ".com", "label longer than 63 octets", ErrInvalidDomain},
-		{"no SPF record", "192.0.2.5", "h.example.net", "u@nospf.example.com", None, "nospf.example.com", "u@nospf.example.com", "no SPF record", nil},
-		{"NXDOMAIN", "192.0.2.5", "h.example.net", "u@nxdomain.example.com", None, "nxdomain.example.com", "u@nxdomain.example.com", "no SPF record", nil},
-		{"two records", "192.0.2.5", "h.example.net", "u@multi.example.com", PermError, "multi.example.com", "u@multi.example.com", "multiple matching DNS records", nil},
+		{"empty local-part", "192.0.2.5", "h.example.net", "@example.com", StatusPass, "example.com", "postmaster@example.com", "matched ip", nil},
+		{"no at sign", "192.0.2.5", "h.example.net", "garbage", StatusNone, "", "garbage", "sender has no domain", ErrInvalidDomain},
+		{"empty domain", "192.0.2.5", "h.example.net", "user@", StatusNone, "", "user@", "empty domain", ErrInvalidDomain},
+		{"single label", "192.0.2.5", "h.example.net", "user@localhost", StatusNone, "localhost", "user@localhost", "domain is not fully qualified", ErrInvalidDomain},
+		{"empty label", "192.0.2.5", "h.example.net", "user@a..example.com", StatusNone, "a..example.com", "user@a..example.com", "empty label in domain", ErrInvalidDomain},
+		{"long label", "192.0.2.5", "h.example.net", "u@" + strings.Repeat("x", 64) + ".com", StatusNone, strings.Repeat("x", 64) + ".com", "u@" + strings.Repeat("x", 64) + ".com", "label longer than 63 octets", ErrInvalidDomain},
+		{"no SPF record", "192.0.2.5", "h.example.net", "u@nospf.example.com", StatusNone, "nospf.example.com", "u@nospf.example.com", "no SPF record", nil},
+		{"NXDOMAIN", "192.0.2.5", "h.example.net", "u@nxdomain.example.com", StatusNone, "nxdomain.example.com", "u@nxdomain.example.com", "no SPF record", nil},
+		{"two records", "192.0.2.5", "h.example.net", "u@multi.example.com", StatusPermError, "multi.example.com", "u@multi.example.com", "multiple matching DNS records", nil},
 		// §4.6: a syntax error anywhere is permerror, even after a match.
-		{"syntax after match", "192.0.2.1", "h.example.net", "u@syntax.example.com", PermError, "syntax.example.com", "u@syntax.example.com", "syntax error", ErrSyntax},
-		{"syntax in include", "192.0.2.1", "h.example.net", "u@synincl.example.com", PermError, "synincl.example.com", "u@synincl.example.com", "syntax error", ErrSyntax},
+		{"syntax after match", "192.0.2.1", "h.example.net", "u@syntax.example.com", StatusPermError, "syntax.example.com", "u@syntax.example.com", "syntax error", ErrSyntax},
+		{"syntax in include", "192.0.2.1", "h.example.net", "u@synincl.example.com", StatusPermError, "synincl.example.com", "u@synincl.example.com", "syntax error", ErrSyntax},
 		// §4.6.4: 10 DNS-querying terms, 2 void lookups.
-		{"10 lookups", "192.0.2.10", "h.example.net", "u@ok0.example.com", Pass, "ok0.example.com", "u@ok0.example.com", "matched a", nil},
-		{"11 lookups", "192.0.2.10", "h.example.net", "u@limit0.example.com", PermError, "limit0.example.com", "u@limit0.example.com", "lookup limit reached", nil},
-		{"3 void lookups", "192.0.2.10", "h.example.net", "u@void.example.com", PermError, "void.example.com", "u@void.example.com", "void lookup limit reached", nil},
-		{"invalid IP", "", "h.example.net", "u@example.com", PermError, "example.com", "u@example.com", "invalid client IP", ErrInvalidIP},
+		{"10 lookups", "192.0.2.10", "h.example.net", "u@ok0.example.com", StatusPass, "ok0.example.com", "u@ok0.example.com", "matched a", nil},
+		{"11 lookups", "192.0.2.10", "h.example.net", "u@limit0.example.com", StatusPermError, "limit0.example.com", "u@limit0.example.com", "lookup limit reached", nil},
+		{"3 void lookups", "192.0.2.10", "h.example.net", "u@void.example.com", StatusPermError, "void.example.com", "u@void.example.com", "void lookup limit reached", nil},
+		{"invalid IP", "", "h.example.net", "u@example.com", StatusPermError, "example.com", "u@example.com", "invalid client IP", ErrInvalidIP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := CheckMailFrom(context.Background(), r, net.ParseIP(tt.ip), tt.helo, tt.sender, nil)
-			want := Outcome{Result: tt.result, Domain: tt.domain, Identity: tt.identity, Scope: ScopeMailFrom, Reason: tt.reason}
-			if got.Result != want.Result || got.Domain != want.Domain || got.Identity != want.Identity ||
+			want := Result{Status: tt.result, Domain: tt.domain, Identity: tt.identity, Scope: ScopeMailFrom, Reason: tt.reason}
+			if got.Status != want.Status || got.Domain != want.Domain || got.Identity != want.Identity ||
 				got.Scope != want.Scope || got.Reason != want.Reason {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
 			if tt.err != nil && !errors.Is(got.Err, tt.err) {
 				t.Errorf("Err = %v, want %v", got.Err, tt.err)
 			}
-			if (got.Result == PermError || got.Result == TempError) && got.Err == nil {
-				t.Errorf("%s without Err", got.Result)
+			if (got.Status == StatusPermError || got.Status == StatusTempError) && got.Err == nil {
+				t.Errorf("%s without Err", got.Status)
 			}
 		})
 	}
@@ -119,23 +119,23 @@ func TestCheckHELO(t *testing.T) {
 	_, r := setup(t, resolver.Config{Attempts: 1})
 	tests := []struct {
 		helo, ip string
-		result   Result
+		result   Status
 		domain   string
 	}{
-		{"mail.example.com", "192.0.2.10", Pass, "mail.example.com"},
-		{"MAIL.example.com.", "192.0.2.10", Pass, "mail.example.com"},
-		{"mail.example.com", "192.0.2.99", Fail, "mail.example.com"},
-		{"[192.0.2.10]", "192.0.2.10", None, ""},
-		{"[IPv6:2001:db8::1]", "2001:db8::1", None, ""},
-		{"192.0.2.10", "192.0.2.10", None, ""},
-		{"localhost", "192.0.2.10", None, "localhost"},
-		{"", "192.0.2.10", None, ""},
-		{"nospf.example.com", "192.0.2.10", None, "nospf.example.com"},
+		{"mail.example.com", "192.0.2.10", StatusPass, "mail.example.com"},
+		{"MAIL.example.com.", "192.0.2.10", StatusPass, "mail.example.com"},
+		{"mail.example.com", "192.0.2.99", StatusFail, "mail.example.com"},
+		{"[192.0.2.10]", "192.0.2.10", StatusNone, ""},
+		{"[IPv6:2001:db8::1]", "2001:db8::1", StatusNone, ""},
+		{"192.0.2.10", "192.0.2.10", StatusNone, ""},
+		{"localhost", "192.0.2.10", StatusNone, "localhost"},
+		{"", "192.0.2.10", StatusNone, ""},
+		{"nospf.example.com", "192.0.2.10", StatusNone, "nospf.example.com"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.helo, func(t *testing.T) {
 			got := CheckHELO(context.Background(), r, net.ParseIP(tt.ip), tt.helo, nil)
-			if got.Result != tt.result || got.Domain != tt.domain || got.Scope != ScopeHELO ||
+			if got.Status != tt.result || got.Domain != tt.domain || got.Scope != ScopeHELO ||
 				got.Identity != "postmaster@"+tt.helo {
 				t.Errorf("got %+v, want %s for domain %q", got, tt.result, tt.domain)
 			}
@@ -150,7 +150,7 @@ func TestTempError(t *testing.T) {
 		_, r := setup(t, resolver.Config{Attempts: 1})
 		got := CheckMailFrom(context.Background(), r, net.ParseIP("192.0.2.1"), "h.example.net", "u@inc.example.com", nil)
 		var de *net.DNSError
-		if got.Result != TempError || !errors.As(got.Err, &de) || !de.IsTemporary {
+		if got.Status != StatusTempError || !errors.As(got.Err, &de) || !de.IsTemporary {
 			t.Errorf("got %+v, want temperror with a temporary *net.DNSError", got)
 		}
 	})
@@ -159,7 +159,7 @@ func TestTempError(t *testing.T) {
 		srv.Stop()
 		for _, sender := range []string{"u@example.com", "u@nxdomain.example.com"} {
 			got := CheckMailFrom(context.Background(), r, net.ParseIP("192.0.2.1"), "h.example.net", sender, &Options{Timeout: 5 * time.Second})
-			if got.Result != TempError || got.Err == nil {
+			if got.Status != StatusTempError || got.Err == nil {
 				t.Errorf("%s: got %+v, want temperror", sender, got)
 			}
 			// issue 19: the A-R comment says what happened, without socket addresses.
@@ -173,7 +173,7 @@ func TestTempError(t *testing.T) {
 		// budget ends first and the result is temperror.
 		_, r := setup(t, resolver.Config{Attempts: 1, Timeout: 10 * time.Second})
 		got := CheckMailFrom(context.Background(), r, net.ParseIP("192.0.2.1"), "h.example.net", "u@slow.example.com", &Options{Timeout: 300 * time.Millisecond})
-		if got.Result != TempError || got.Err == nil {
+		if got.Status != StatusTempError || got.Err == nil {
 			t.Errorf("got %+v, want temperror", got)
 		}
 		if !strings.HasPrefix(got.Reason, "DNS timeout") {
@@ -185,7 +185,7 @@ func TestTempError(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		got := CheckMailFrom(ctx, r, net.ParseIP("192.0.2.1"), "h.example.net", "u@example.com", nil)
-		if got.Result != TempError {
+		if got.Status != StatusTempError {
 			t.Errorf("got %+v, want temperror", got)
 		}
 	})

@@ -209,7 +209,7 @@ func zoneFor(zd map[string][]map[string]yaml.Node) (string, []string, error) {
 	return b.String(), drop, nil
 }
 
-func resultIn(got Result, want []string) bool {
+func resultIn(got Status, want []string) bool {
 	return slices.Contains(want, string(got))
 }
 
@@ -257,19 +257,19 @@ func TestRFC7208Suite(t *testing.T) {
 			run++
 			ip := net.ParseIP(tc.Host)
 			out := CheckMailFrom(context.Background(), res, ip, tc.Helo, tc.MailFrom, nil)
-			ok := resultIn(out.Result, tc.Result)
+			ok := resultIn(out.Status, tc.Result)
 			reason, listed := skips[name]
 			switch {
 			case ok && listed:
-				t.Errorf("%s: passes now (%s) but skips.yml lists it (%s): remove it", name, out.Result, reason)
+				t.Errorf("%s: passes now (%s) but skips.yml lists it (%s): remove it", name, out.Status, reason)
 			case ok:
 				passed++
 			case listed:
 				known++
-				t.Logf("%s: known failure: got %s, want %v: %s", name, out.Result, tc.Result, reason)
+				t.Logf("%s: known failure: got %s, want %v: %s", name, out.Status, tc.Result, reason)
 			default:
 				t.Errorf("%s (%s, spec %v): got %s (%s; %v), want %v\n  helo=%q host=%s mailfrom=%q",
-					name, doc.Description, tc.Spec, out.Result, out.Reason, out.Err, tc.Result,
+					name, doc.Description, tc.Spec, out.Status, out.Reason, out.Err, tc.Result,
 					tc.Helo, tc.Host, tc.MailFrom)
 			}
 		}
