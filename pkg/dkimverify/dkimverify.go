@@ -86,6 +86,14 @@ var (
 	// ErrUnsignedTail: the body goes on after the l= bytes the signature
 	// covers (BodyLengthWhole).
 	ErrUnsignedTail = errors.New("dkimverify: unsigned content after the signed body length (l=)")
+	// ErrNoKey: there is no key record at the key name (NXDOMAIN, NODATA,
+	// no TXT record): permerror, RFC 6376 §6.1.2. Its text is what the
+	// verifier has always written.
+	ErrNoKey = errors.New("dkim: no key for signature")
+	// ErrTemporary: the key lookup failed for a DNS reason that proves
+	// nothing (SERVFAIL, timeout, …): temperror. The DNS error is wrapped
+	// too.
+	ErrTemporary = errors.New("dkim: key unavailable")
 )
 
 // BodyLength says what to do with a signature that has a body length tag

@@ -165,15 +165,15 @@ const (
 func (k *keyLookup) keys() ([]*pubKey, *verdict) {
 	switch {
 	case k.err != nil && k.notFound:
-		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: %w", k.err)}
+		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("%w: %w", ErrNoKey, k.err)}
 	case k.err != nil:
 		reason := "key DNS lookup failed"
 		if what, _, ok := dnserr.Describe(k.err); ok { // the name is header.s/header.d
 			reason += ": " + what
 		}
-		return nil, &verdict{StatusTempError, reason, fmt.Errorf("dkim: key unavailable: %w", k.err)}
+		return nil, &verdict{StatusTempError, reason, fmt.Errorf("%w: %w", ErrTemporary, k.err)}
 	case len(k.txts) == 0:
-		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("dkim: no key for signature: no TXT record at %s", k.name)}
+		return nil, &verdict{StatusPermError, "no key", fmt.Errorf("%w: no TXT record at %s", ErrNoKey, k.name)}
 	case len(k.txts) == 1:
 		key := cachedKey(k.txts[0])
 		if key.bad != nil {

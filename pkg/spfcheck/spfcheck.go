@@ -60,7 +60,18 @@ var (
 	ErrInvalidIP     = errors.New("spfcheck: invalid client IP")
 	ErrTimeout       = errors.New("spfcheck: time budget exceeded")
 	ErrInternal      = errors.New("spfcheck: internal error")
+	// ErrTemporary: a DNS lookup failed for a reason that proves nothing
+	// (SERVFAIL, timeout, …): temperror (RFC 7208 §2.6.6). The DNS error
+	// stays wrapped beside it.
+	ErrTemporary = errors.New("spfcheck: temporary DNS failure")
 )
+
+// temporary marks a temperror's DNS error as ErrTemporary; its text stays
+// the DNS error's, as the verify output and the logs have always shown it.
+type temporary struct{ err error }
+
+func (e temporary) Error() string   { return e.err.Error() }
+func (e temporary) Unwrap() []error { return []error{ErrTemporary, e.err} }
 
 // Resolver is the DNS access SPF needs; *resolver.Resolver satisfies it
 // (so does *net.Resolver, though it folds SERVFAIL into not-found).
@@ -179,6 +190,8 @@ func check(ctx context.Context, r Resolver, ip net.IP, helo, sender string, out 
 		// §4.6: a syntax error anywhere in a record that was evaluated
 		// is permerror, whatever an earlier term matched.
 		out.Status, out.Reason, out.Err = StatusPermError, "syntax error", sr.err
+	case out.Status == StatusTempError && err != nil:
+		out.Err = temporary{err}
 	case out.Status == StatusTempError || out.Status == StatusPermError:
 		out.Err = err
 	}

@@ -153,6 +153,9 @@ func TestTempError(t *testing.T) {
 		if got.Status != StatusTempError || !errors.As(got.Err, &de) || !de.IsTemporary {
 			t.Errorf("got %+v, want temperror with a temporary *net.DNSError", got)
 		}
+		if !errors.Is(got.Err, ErrTemporary) || got.Err.Error() != de.Error() {
+			t.Errorf("err %v: want ErrTemporary, with the DNS error's text", got.Err)
+		}
 	})
 	t.Run("server down", func(t *testing.T) {
 		srv, r := setup(t, resolver.Config{Attempts: 2, Timeout: 200 * time.Millisecond})
@@ -161,6 +164,9 @@ func TestTempError(t *testing.T) {
 			got := CheckMailFrom(context.Background(), r, net.ParseIP("192.0.2.1"), "h.example.net", sender, &Options{Timeout: 5 * time.Second})
 			if got.Status != StatusTempError || got.Err == nil {
 				t.Errorf("%s: got %+v, want temperror", sender, got)
+			}
+			if !errors.Is(got.Err, ErrTemporary) {
+				t.Errorf("%s: err %v is not ErrTemporary", sender, got.Err)
 			}
 			// issue 19: the A-R comment says what happened, without socket addresses.
 			if !strings.HasPrefix(got.Reason, "DNS ") || strings.Contains(got.Reason, "127.0.0.1") || strings.Contains(got.Reason, "udp") {
