@@ -33,7 +33,7 @@ func TestPctZeroSaidEverywhere(t *testing.T) {
 	}
 	res := &engine.Result{SPF: spfcheck.Result{Status: spfcheck.StatusFail, Domain: "pct0.test", Scope: spfcheck.ScopeMailFrom},
 		DKIM: []dkimverify.Result{}}
-	res.DMARC = dmarc.Evaluate(context.Background(), r, dmarc.Input{AuthorDomain: "pct0.test", SPFResult: "fail", SPFDomain: "pct0.test"}, nil)
+	res.DMARC = evaluateDMARC(r, dmarc.Input{AuthorDomain: "pct0.test", SPFResult: "fail", SPFDomain: "pct0.test"}, nil)
 	res.DMARCAll = []dmarc.Result{res.DMARC}
 
 	var ar string
@@ -61,4 +61,16 @@ func TestPctZeroSaidEverywhere(t *testing.T) {
 		!strings.Contains(recs[0].Overrides[0].Comment, "pct=0 without t read as t=y") || recs[0].Disposition != "quarantine" {
 		t.Errorf("records %+v, want one with disposition quarantine and a policy_test_mode override naming pct=0", recs)
 	}
+}
+
+// evaluateDMARC runs discovery and alignment for in.AuthorDomain with the
+// given options, in the two steps the engine takes.
+func evaluateDMARC(r dmarc.Resolver, in dmarc.Input, o *dmarc.Options) dmarc.Result {
+	ctx := context.Background()
+	mode := dmarc.ModeRFC9989
+	if o != nil && o.Mode != "" {
+		mode = o.Mode
+	}
+	d, err := dmarc.Discover(ctx, r, in.AuthorDomain, mode)
+	return dmarc.EvaluateDiscovered(ctx, r, in, d, err, o)
 }

@@ -9,6 +9,8 @@ package authres
 import (
 	"strings"
 	"unicode"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // Result is one resinfo of RFC 8601 §2.2: method=result (reason) props…
@@ -481,26 +483,12 @@ func words(s string) []string {
 
 func unComment(w string) string {
 	w = strings.TrimSuffix(strings.TrimPrefix(w, "("), ")")
-	return unescape(w)
+	return identity.UnescapeQuotedPairs(w)
 }
 
 func unQuote(v string) string {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		return unescape(v[1 : len(v)-1])
+		return identity.UnescapeQuotedPairs(v[1 : len(v)-1])
 	}
 	return v
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -219,7 +219,7 @@ func (p *addrParser) tokenize() error {
 			if depth != 0 || i >= len(s) {
 				return errors.New("unterminated comment")
 			}
-			p.shown = append(p.shown, unescape(s[start:i]))
+			p.shown = append(p.shown, identity.UnescapeQuotedPairs(s[start:i]))
 			i++
 		case c == '"':
 			var b strings.Builder
@@ -510,21 +510,6 @@ func (p *addrParser) domain() (address, error) {
 		p.i++
 	}
 	return address{domain: strings.Join(labels, ".")}, nil
-}
-
-// unescape removes the backslash of each quoted-pair.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // wordDecoder decodes RFC 2047 encoded-words the way mail readers do

@@ -37,7 +37,7 @@ func BenchmarkEvaluateCached(b *testing.B) {
 	in := spfIn("example.com", "fail", "example.net", dk("mail.example.com", "pass"))
 	ctx := context.Background()
 	for b.Loop() {
-		if res := Evaluate(ctx, r, in, nil); res.Status != StatusPass {
+		if res := evaluate(ctx, r, in, nil); res.Status != StatusPass {
 			b.Fatal(res.Status, res.Reason)
 		}
 	}

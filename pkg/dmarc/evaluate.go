@@ -125,7 +125,7 @@ const (
 // Aligned reports whether the identifier counts for a DMARC pass.
 func (a Alignment) Aligned() bool { return a == AlignExact || a == AlignRelaxed }
 
-// Options tune Evaluate; nil means defaults.
+// Options tune the evaluation (EvaluateDiscovered, EvaluateEach); nil means defaults.
 type Options struct {
 	Mode Mode // ModeRFC9989 when empty
 	// Rand returns 0..99 for pct sampling in ModeRFC7489; nil uses math/rand.
@@ -144,12 +144,6 @@ func (o *Options) rand() int {
 		return rand.IntN(100)
 	}
 	return o.Rand()
-}
-
-// Evaluate runs policy discovery and alignment for in.AuthorDomain.
-func Evaluate(ctx context.Context, r Resolver, in Input, o *Options) Result {
-	d, err := Discover(ctx, r, in.AuthorDomain, o.mode())
-	return EvaluateDiscovered(ctx, r, in, d, err, o)
 }
 
 // Evaluate waits for the discovery and evaluates in against it.

@@ -86,7 +86,7 @@ func TestEvaluateAlignment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := Evaluate(context.Background(), r, tt.in, nil)
+			res := evaluate(context.Background(), r, tt.in, nil)
 			if res.Status != tt.status || res.Published != tt.published || res.Applied != tt.applied ||
 				res.SPFAligned != tt.spfAl || res.DKIMAligned != tt.dkimAl || res.AlignedDKIMDomain != tt.alignedDKIMName {
 				t.Errorf("got status=%s published=%q applied=%q spf=%v dkim=%v d=%q (%s, err %v)\nwant status=%s published=%q applied=%q spf=%v dkim=%v d=%q",
@@ -135,7 +135,7 @@ func TestEvaluateEveryIdentifier(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := Evaluate(context.Background(), r, tt.in, nil)
+			res := evaluate(context.Background(), r, tt.in, nil)
 			if res.Status != tt.status || res.SPFAlignment != tt.spf || !slices.Equal(res.DKIMAlignment, tt.dkim) || res.Reason != tt.reason {
 				t.Errorf("got %s spf=%q dkim=%q %q\nwant %s spf=%q dkim=%q %q", res.Status, res.SPFAlignment, res.DKIMAlignment, res.Reason,
 					tt.status, tt.spf, tt.dkim, tt.reason)
@@ -149,11 +149,11 @@ func TestEvaluateEveryIdentifier(t *testing.T) {
 
 func TestEvaluateTestMode(t *testing.T) {
 	_, r := newDNS(t, evalZone)
-	res := Evaluate(context.Background(), r, spfIn("testing.example", "fail", "testing.example"), nil)
+	res := evaluate(context.Background(), r, spfIn("testing.example", "fail", "testing.example"), nil)
 	if !res.TestMode || res.SampledOut {
 		t.Errorf("TestMode=%v SampledOut=%v, want true false", res.TestMode, res.SampledOut)
 	}
-	res = Evaluate(context.Background(), r, spfIn("monitor.example", "fail", "monitor.example"), nil)
+	res = evaluate(context.Background(), r, spfIn("monitor.example", "fail", "monitor.example"), nil)
 	if res.TestMode {
 		t.Error("t=y has no effect on p=none (RFC 9989 §4.7), TestMode should be false")
 	}
@@ -183,7 +183,7 @@ _dmarc.none0.example.  300 IN TXT "v=DMARC1; p=none; pct=0"`)
 		{"none0.example", PolicyNone, false, false, "no aligned identifier passed"},
 	}
 	for _, tt := range tests {
-		res := Evaluate(context.Background(), r, spfIn(tt.author, "fail", tt.author), nil)
+		res := evaluate(context.Background(), r, spfIn(tt.author, "fail", tt.author), nil)
 		if res.Status != StatusFail || res.Applied != tt.applied || res.TestMode != tt.testMode || res.TestModeFromPct != tt.figPct || res.Reason != tt.reason {
 			t.Errorf("%s: %s applied %q testMode %v fromPct %v %q; want fail %q %v %v %q", tt.author, res.Status, res.Applied,
 				res.TestMode, res.TestModeFromPct, res.Reason, tt.applied, tt.testMode, tt.figPct, tt.reason)
@@ -191,7 +191,7 @@ _dmarc.none0.example.  300 IN TXT "v=DMARC1; p=none; pct=0"`)
 	}
 	// rfc7489 mode keeps RFC 7489 §6.6.4 sampling: pct=0 samples every
 	// failing message out, and it is reported as such.
-	res := Evaluate(context.Background(), r, spfIn("rej0.example", "fail", "rej0.example"), &Options{Mode: ModeRFC7489, Rand: func() int { return 0 }})
+	res := evaluate(context.Background(), r, spfIn("rej0.example", "fail", "rej0.example"), &Options{Mode: ModeRFC7489, Rand: func() int { return 0 }})
 	if res.Applied != PolicyQuarantine || !res.SampledOut || res.TestMode {
 		t.Errorf("rfc7489: applied %q sampledOut %v testMode %v; want quarantine true false", res.Applied, res.SampledOut, res.TestMode)
 	}
@@ -214,7 +214,7 @@ func TestEvaluatePct(t *testing.T) {
 	for _, tt := range tests {
 		calls := 0
 		o := &Options{Mode: ModeRFC7489, Rand: func() int { calls++; return tt.rand }}
-		res := Evaluate(context.Background(), r, spfIn("pct.example", "fail", "pct.example"), o)
+		res := evaluate(context.Background(), r, spfIn("pct.example", "fail", "pct.example"), o)
 		if res.Status != StatusFail || res.Published != "reject" || res.Applied != tt.applied || res.SampledOut != tt.sampledOut {
 			t.Errorf("rand %d: status %s published %q applied %q sampledOut %v; want fail reject %q %v",
 				tt.rand, res.Status, res.Published, res.Applied, res.SampledOut, tt.applied, tt.sampledOut)
@@ -228,11 +228,11 @@ func TestEvaluatePct(t *testing.T) {
 	}
 	// Passing mail is never sampled.
 	o := &Options{Mode: ModeRFC7489, Rand: func() int { t.Error("Rand called for passing mail"); return 0 }}
-	if res := Evaluate(context.Background(), r, spfIn("pct.example", "pass", "pct.example"), o); res.Status != StatusPass {
+	if res := evaluate(context.Background(), r, spfIn("pct.example", "pass", "pct.example"), o); res.Status != StatusPass {
 		t.Errorf("status %s, want pass", res.Status)
 	}
 	// Same relaxed alignment under the PSL.
-	res := Evaluate(context.Background(), r, spfIn("sub.example.com", "none", "", dk("example.com", "pass")), &Options{Mode: ModeRFC7489})
+	res := evaluate(context.Background(), r, spfIn("sub.example.com", "none", "", dk("example.com", "pass")), &Options{Mode: ModeRFC7489})
 	if res.Status != StatusPass || res.Published != "quarantine" {
 		t.Errorf("PSL relaxed: %s %q (%s)", res.Status, res.Published, res.Reason)
 	}
@@ -265,7 +265,7 @@ _dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
 		t.Run(tt.name, func(t *testing.T) {
 			srv, r := newDNS(t, zone)
 			srv.Fail(tt.fail, dns.RcodeServerFailure)
-			res := Evaluate(context.Background(), r, tt.in, nil)
+			res := evaluate(context.Background(), r, tt.in, nil)
 			if res.Status != tt.status {
 				t.Fatalf("status %s (%s, %v), want %s", res.Status, res.Reason, res.Err, tt.status)
 			}
@@ -279,7 +279,7 @@ _dmarc.a.example.com. 300 IN TXT "v=DMARC1; p=reject"`
 	t.Run("pass with one alignment left open says so", func(t *testing.T) {
 		srv, r := newDNS(t, zone)
 		srv.Fail("_dmarc.x.example.com", dns.RcodeServerFailure)
-		res := Evaluate(context.Background(), r, spfIn("example.com", "pass", "example.com", dk("x.example.com", "pass")), nil)
+		res := evaluate(context.Background(), r, spfIn("example.com", "pass", "example.com", dk("x.example.com", "pass")), nil)
 		want := "SPF aligned (smtp.mailfrom=example.com), DKIM alignment of some signatures unknown (DNS failure)"
 		if res.Status != StatusPass || !slices.Equal(res.DKIMAlignment, []Alignment{AlignUnknown}) || res.Reason != want {
 			t.Errorf("got %s %q %q, want pass [unknown] %q", res.Status, res.DKIMAlignment, res.Reason, want)
@@ -331,7 +331,7 @@ _dmarc.bank.test.        300 IN TXT "v=DMARC1; p=none"`
 		t.Run(tt.name, func(t *testing.T) {
 			srv, r := newDNS(t, zone)
 			srv.Fail(tt.fail, dns.RcodeServerFailure)
-			res := Evaluate(context.Background(), r, tt.in, nil)
+			res := evaluate(context.Background(), r, tt.in, nil)
 			if res.Status != tt.status {
 				t.Errorf("status %s (%s, %v), want %s", res.Status, res.Reason, res.Err, tt.status)
 			}
@@ -422,7 +422,7 @@ func TestOrgDomainForAlignment(t *testing.T) {
 		{"no record anywhere: the start itself (§4.10.2)", spfIn("norec.example", "pass", "norec.example"), "norec.example"},
 	}
 	for _, tt := range tests {
-		res := Evaluate(context.Background(), r, tt.in, nil)
+		res := evaluate(context.Background(), r, tt.in, nil)
 		if got := res.OrgDomainForAlignment(); got != tt.want {
 			t.Errorf("%s: %q, want %q (OrgDomain %q)", tt.name, got, tt.want, res.OrgDomain)
 		}

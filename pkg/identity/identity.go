@@ -153,3 +153,23 @@ func DomainOf(addr string) string {
 	_, d, _ := SplitAddress(addr)
 	return d
 }
+
+// UnescapeQuotedPairs removes the backslash of each quoted-pair (RFC 5322
+// §3.2.1: "\" and the character after it stand for that character), as in
+// the text of a quoted-string or a comment. A lone backslash at the end is
+// kept. The A-R reader (pkg/authres) and the From reader (pkg/dmarc) both
+// read quoted-pairs with it. (DNS presentation format's "\DDD" escapes,
+// RFC 1035 §5.1, are another fact: internal/resolver.)
+func UnescapeQuotedPairs(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -95,3 +95,20 @@ func ExampleSplitAddress() {
 	fmt.Println(local, d.ASCII, ok)
 	// Output: Jane xn--bcher-kva.example true
 }
+
+func TestUnescapeQuotedPairs(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`plain`, `plain`},
+		{`a\"b`, `a"b`},
+		{`a\\b`, `a\b`},
+		{`\(x\)`, `(x)`},
+		{`end\`, `end\`}, // a lone backslash at the end is kept
+		{`\\\`, `\\`},
+		{``, ``},
+	}
+	for _, tt := range tests {
+		if got := UnescapeQuotedPairs(tt.in); got != tt.want {
+			t.Errorf("UnescapeQuotedPairs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
