@@ -127,22 +127,3 @@ func ChainSummary(a arc.Result) string {
 	}
 	return b.String()
 }
-
-// Annotate adds a trusted sealer's override to the dmarc result of the
-// Authentication-Results: dmarc=fail stays (it is what we found), its
-// comment says which chain made us deliver anyway.
-func (d Decision) Annotate(rs []authres.Result) []authres.Result {
-	if d.Sealer == "" {
-		return rs
-	}
-	for i := range rs {
-		if rs[i].Method == "dmarc" {
-			note := "delivered by local policy, trusted ARC sealer " + d.Sealer + ": " + d.Why
-			if rs[i].Reason != "" {
-				note = rs[i].Reason + "; " + note
-			}
-			rs[i].Reason = note
-		}
-	}
-	return rs
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/authmilter/authmilter/pkg/authres"
 	"github.com/authmilter/authmilter/pkg/dmarc"
 	"github.com/authmilter/authmilter/pkg/engine"
+	"github.com/authmilter/authmilter/pkg/resultheader"
 )
 
 // RFC 8617 §7.2 / RFC 9989 §5.4: a trusted sealer's recorded assessment
@@ -101,7 +102,7 @@ func TestARCTrustedSealers(t *testing.T) {
 			if tt.why != "" && d.Why != tt.why {
 				t.Errorf("why %q, want %q", d.Why, tt.why)
 			}
-			ar := d.Annotate([]authres.Result{{Method: "dmarc", Value: "fail", Reason: "p=REJECT"}})
+			ar := resultheader.ARCOverride([]authres.Result{{Method: "dmarc", Value: "fail", Reason: "p=REJECT"}}, d.Sealer, d.Why)
 			if want := "p=REJECT; delivered by local policy, trusted ARC sealer " + tt.sealer + ": " + d.Why; ar[0].Reason != want {
 				t.Errorf("A-R comment %q, want %q", ar[0].Reason, want)
 			}

@@ -56,7 +56,8 @@ type Decision struct {
 	Why string
 	// Sealer is the trusted ARC sealer (ARC-Seal d=) whose assessment
 	// overrode a DMARC fail; "" otherwise. Why then holds the RFC 8617
-	// §7.2.2 summary of the chain, which Annotate adds to the dmarc result.
+	// §7.2.2 summary of the chain, which resultheader.ARCOverride adds to
+	// the A-R's dmarc result.
 	Sealer string
 }
 

@@ -199,7 +199,7 @@ func (m *Message) End(ctx context.Context, queueID string) milter.Verdict {
 		m.s.Signing.External(m.env, authors, queueID)
 	}
 	v := milter.Verdict{Delete: m.forged, Reply: d.Reply}
-	ar := authres.Format(m.s.AuthservID, d.Annotate(resultheader.AuthResults(r)))
+	ar := authres.Format(m.s.AuthservID, resultheader.ARCOverride(resultheader.AuthResults(r), d.Sealer, d.Why))
 	v.Insert = append(v.Insert, milter.HeaderField{Name: authres.HeaderName, Value: ar})
 	if m.s.ReceivedSPF && r.SPF.Status != "" {
 		v.Insert = append(v.Insert, milter.HeaderField{Name: "Received-SPF", Value: resultheader.ReceivedSPF(m.s.AuthservID,

@@ -70,6 +70,26 @@ func AuthResults(r *engine.Result) []authres.Result {
 	return out
 }
 
+// ARCOverride adds a trusted ARC sealer's override (internal/policy's
+// Decision.Sealer and Why) to the dmarc result of rs: dmarc=fail stays (it
+// is what we found), its comment says which chain made us deliver anyway.
+// With no sealer rs is returned as it is.
+func ARCOverride(rs []authres.Result, sealer, why string) []authres.Result {
+	if sealer == "" {
+		return rs
+	}
+	for i := range rs {
+		if rs[i].Method == "dmarc" {
+			note := "delivered by local policy, trusted ARC sealer " + sealer + ": " + why
+			if rs[i].Reason != "" {
+				note = rs[i].Reason + "; " + note
+			}
+			rs[i].Reason = note
+		}
+	}
+	return rs
+}
+
 // smtpValue is what an smtp.mailfrom or smtp.helo property may carry
 // (issue #15 item 5: never an unvalidated string): the identity SPF
 // checked when its domain passed RFC 7208 §4.3 (a host name, fully
