@@ -284,8 +284,13 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 }
 
 // message is a message file split the way Postfix hands it to a milter.
+// wireField is one header field as Postfix hands it to a milter (value
+// after the colon, leading white space kept, folds as a bare "\n");
+// milter.FieldValue makes it the backend's form.
+type wireField struct{ Name, Value string }
+
 type message struct {
-	fields []engine.Field
+	fields []wireField
 	gaps   []string // per field, the white space between name and colon that Postfix drops
 	body   []byte
 	notes  []string
@@ -337,7 +342,7 @@ func parseMessage(data []byte) (*message, error) {
 				m.body = data
 				return m, nil
 			}
-			m.fields = append(m.fields, engine.Field{Name: trimmed, Value: value})
+			m.fields = append(m.fields, wireField{Name: trimmed, Value: value})
 			m.gaps = append(m.gaps, name[len(trimmed):])
 		}
 		data = data[next:]

@@ -14,7 +14,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/authmilter/authmilter/internal/dnstest"
-	"github.com/authmilter/authmilter/pkg/engine"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of TestVerifyGolden")
@@ -209,32 +208,32 @@ func TestParseMessage(t *testing.T) {
 	tests := []struct {
 		name   string
 		in     string
-		fields []engine.Field
+		fields []wireField
 		body   string
 		notes  int
 	}{
 		{"CRLF", "From: a@b.c\r\nSubject: x\r\n\r\nbody\r\n",
-			[]engine.Field{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " x"}}, "body\r\n", 0},
+			[]wireField{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " x"}}, "body\r\n", 0},
 		{"LF becomes CRLF", "From: a@b.c\n\nline 1\nline 2\n",
-			[]engine.Field{{Name: "From", Value: " a@b.c"}}, "line 1\r\nline 2\r\n", 0},
+			[]wireField{{Name: "From", Value: " a@b.c"}}, "line 1\r\nline 2\r\n", 0},
 		{"folds arrive as bare LF, whitespace kept", "Subject:  two\r\n\tlines\r\n  three\r\nTo:x\r\n\r\n",
-			[]engine.Field{{Name: "Subject", Value: "  two\n\tlines\n  three"}, {Name: "To", Value: "x"}}, "", 0},
+			[]wireField{{Name: "Subject", Value: "  two\n\tlines\n  three"}, {Name: "To", Value: "x"}}, "", 0},
 		{"mbox From line skipped", "From someone Thu Jan 1\nFrom: a@b.c\n\nb\n",
-			[]engine.Field{{Name: "From", Value: " a@b.c"}}, "b\r\n", 1},
+			[]wireField{{Name: "From", Value: " a@b.c"}}, "b\r\n", 1},
 		{"non-header line starts the body", "From: a@b.c\nthis is text\nmore\n",
-			[]engine.Field{{Name: "From", Value: " a@b.c"}}, "this is text\r\nmore\r\n", 1},
+			[]wireField{{Name: "From", Value: " a@b.c"}}, "this is text\r\nmore\r\n", 1},
 		{"header only", "From: a@b.c\r\nSubject: s",
-			[]engine.Field{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " s"}}, "", 0},
-		{"empty value", "X-Empty:\r\n\r\n", []engine.Field{{Name: "X-Empty", Value: ""}}, "", 0},
-		{"CR alone is kept", "From: a\rb\r\n\r\nx\ry", []engine.Field{{Name: "From", Value: " a\rb"}}, "x\ry", 0},
+			[]wireField{{Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " s"}}, "", 0},
+		{"empty value", "X-Empty:\r\n\r\n", []wireField{{Name: "X-Empty", Value: ""}}, "", 0},
+		{"CR alone is kept", "From: a\rb\r\n\r\nx\ry", []wireField{{Name: "From", Value: " a\rb"}}, "x\ry", 0},
 		// issue 18: Postfix accepts white space before the colon and
 		// hands the milter the name without it; verify stopped there.
 		{"space before the colon", "To: b@c.d\r\nFrom : a@b.c\r\nSubject\t \t: x\r\n\r\nb",
-			[]engine.Field{{Name: "To", Value: " b@c.d"}, {Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " x"}}, "b", 0},
+			[]wireField{{Name: "To", Value: " b@c.d"}, {Name: "From", Value: " a@b.c"}, {Name: "Subject", Value: " x"}}, "b", 0},
 		// As the first line, "From " (even "From :") is an mbox envelope
 		// line to Postfix, not a field (integration: TestEndToEnd spoofed_From).
 		{"first line 'From :' is the mbox line", "From : a@b.c\r\nSubject: x\r\n\r\nb",
-			[]engine.Field{{Name: "Subject", Value: " x"}}, "b", 1},
+			[]wireField{{Name: "Subject", Value: " x"}}, "b", 1},
 		{"only space before the colon is not a name", " : x\r\n", nil, " : x\r\n", 1},
 		{"continuation first is body", " folded\r\nFrom: a\r\n", nil, " folded\r\nFrom: a\r\n", 1},
 	}

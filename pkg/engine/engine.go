@@ -120,13 +120,6 @@ type Envelope struct {
 	MailFromRaw string
 }
 
-// Field is one header field as internal/milter hands it over: the value
-// starts after the colon, leading whitespace kept, folds as CRLF (see
-// pkg/headerblock).
-type Field struct {
-	Name, Value string
-}
-
 // Message is one message in evaluation. Its methods are called in SMTP order
 // from one goroutine: Begin, Header…, EndOfHeaders, Body…, then Finish or
 // Abort.
@@ -182,8 +175,10 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Message {
 	return m
 }
 
-// Header takes one header field (value as Field describes). A From field
-// starts its DMARC policy lookup at once.
+// Header takes one header field as internal/milter hands it over: the
+// value starts after the colon, leading white space kept, folds as CRLF
+// (see pkg/headerblock). A From field starts its DMARC policy lookup at
+// once.
 func (m *Message) Header(name, value string) {
 	if m.eohDone {
 		return
