@@ -558,7 +558,7 @@ func (s *session) header(data []byte) {
 		if !ok {
 			n = string(name)
 		}
-		s.msg.Header(n, FieldValue(string(value)))
+		s.msg.Header(n, fieldValue(value))
 	}
 }
 
@@ -571,7 +571,11 @@ func (s *session) header(data []byte) {
 // §3.4.1) sees the bytes the signer saw. A lone "\r" is kept. This is the
 // only place that knows the wire form; `authmilter verify` hands the
 // fields it splits as Postfix would to it too.
-func FieldValue(wire string) string {
+func FieldValue(wire string) string { return fieldValue(wire) }
+
+// fieldValue is FieldValue for the connection's bytes too: one allocation
+// for the value, folds or not.
+func fieldValue[T string | []byte](wire T) string {
 	n := 0
 	for i := 0; i < len(wire); i++ {
 		if wire[i] == '\n' && (i == 0 || wire[i-1] != '\r') {
@@ -579,17 +583,17 @@ func FieldValue(wire string) string {
 		}
 	}
 	if n == 0 {
-		return wire
+		return string(wire)
 	}
-	b := make([]byte, 0, len(wire)+n)
+	var b strings.Builder
+	b.Grow(len(wire) + n)
 	for i := 0; i < len(wire); i++ {
-		c := wire[i]
-		if c == '\n' && (i == 0 || wire[i-1] != '\r') {
-			b = append(b, '\r')
+		if wire[i] == '\n' && (i == 0 || wire[i-1] != '\r') {
+			b.WriteByte('\r')
 		}
-		b = append(b, c)
+		b.WriteByte(wire[i])
 	}
-	return string(b)
+	return b.String()
 }
 
 // commonFields are field names as most messages spell them: their string
