@@ -57,7 +57,7 @@ func TestARCThroughPostfix(t *testing.T) {
 		d := deliver(t, pf.smtpAlt, list, bounce, withTestID(id, chain), id)
 		ar := wantAR(t, d)
 		// No hop changed the message after the list sealed it:
-		// oldest-pass 0, which is not written (pkg/engine ARCAuthResult).
+		// oldest-pass 0, which is not written (pkg/resultheader ARCAuthResult).
 		r := wantResult(t, ar, "arc", "smtp.remote-ip", "198.51.100.20", "pass")
 		if op, ok := r.Props["header.oldest-pass"]; ok {
 			t.Errorf("header.oldest-pass=%q written for 0 in:\n%s", op, ar.Raw)
