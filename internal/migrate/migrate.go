@@ -156,7 +156,7 @@ func (r *run) header() string {
 	b.WriteString("# authmilter configuration written by `authmilter migrate` from:\n")
 	for _, f := range []string{r.in.OpenDKIM, r.in.OpenDMARC, r.in.PolicydSPF} {
 		if f != "" {
-			fmt.Fprintf(&b, "#   %s\n", filepath.Base(f))
+			fmt.Fprintf(&b, "#   %s\n", commentText(filepath.Base(f)))
 		}
 	}
 	if r.in.PolicydSPFPerl {

@@ -118,17 +118,17 @@ func (o *output) toml(header string) string {
 		for _, k := range keys {
 			x := o.vals[k]
 			for _, w := range x.why {
-				fmt.Fprintf(&b, "# from %s\n", w)
+				fmt.Fprintf(&b, "# from %s\n", commentText(w))
 			}
 			fmt.Fprintf(&b, "%s = %s\n", strings.TrimPrefix(k, sec+"."), tomlValue(x.v))
 		}
 	}
 	for _, k := range o.keys {
 		fmt.Fprintf(&b, "\n# from %s\n[[signing.keys]]\nname = %s\ndomain = %s\nselector = %s\nfile = %s\n",
-			k.at, tomlValue(k.name), tomlValue(k.domain), tomlValue(k.selector), tomlValue(k.file))
+			commentText(k.at.String()), tomlValue(k.name), tomlValue(k.domain), tomlValue(k.selector), tomlValue(k.file))
 	}
 	for _, rl := range o.rules {
-		fmt.Fprintf(&b, "\n# from %s\n[[signing.rules]]\npattern = %s\nkeys = %s\n", rl.at, tomlValue(rl.pattern), tomlValue(rl.keys))
+		fmt.Fprintf(&b, "\n# from %s\n[[signing.rules]]\npattern = %s\nkeys = %s\n", commentText(rl.at.String()), tomlValue(rl.pattern), tomlValue(rl.keys))
 	}
 	return b.String()
 }
@@ -260,4 +260,19 @@ func decodes(text string) bool {
 	d := toml.NewDecoder(bytes.NewReader([]byte(text)))
 	d.DisallowUnknownFields()
 	return d.Decode(config.Default()) == nil
+}
+
+// commentText makes text from the migrated files safe inside a TOML
+// comment, which may hold no control character (TOML 1.0 §Comment): each
+// one is written as \xNN, so the postmaster still sees what was there.
+func commentText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			fmt.Fprintf(&b, "\\x%02X", c)
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
