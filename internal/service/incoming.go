@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/authmilter/authmilter/internal/incoming"
 	"github.com/authmilter/authmilter/internal/milter"
@@ -69,6 +70,19 @@ type capture struct {
 	busy     bool // no slot free: not kept, not read (logged, counted invalid)
 	matched  int  // recipients that are rua mailboxes
 	headered bool
+
+	slots chan struct{} // the hook's slots; nil when busy (no slot taken)
+	free  sync.Once     // gives the slot back exactly once (End or Abort)
+}
+
+// release gives the capture's slot back; safe to call more than once and
+// from another goroutine.
+func (c *capture) release() {
+	c.free.Do(func() {
+		if c.slots != nil {
+			<-c.slots
+		}
+	})
 }
 
 func (c *capture) write(max int64, p []byte) {
@@ -89,52 +103,54 @@ func (m *Message) incomingRecipient(addr string) {
 	if h == nil || !h.Recipients[mailboxKey(addr)] {
 		return
 	}
-	if m.report == nil {
-		m.report = &capture{}
+	c := m.report.Load()
+	if c == nil {
+		c = &capture{}
 		select {
 		case h.slots <- struct{}{}:
+			c.slots = h.slots
 		default:
-			m.report.busy, m.report.over = true, true // keeps nothing
+			c.busy, c.over = true, true // keeps nothing
 		}
+		m.report.Store(c) // published complete: Abort may load it from another goroutine
 	}
-	m.report.matched++
+	c.matched++
 }
 
-// incomingDone frees the message's slot.
+// incomingDone frees the message's slot (once, whoever calls it first).
 func (m *Message) incomingDone() {
-	if m.report != nil && !m.report.busy {
-		<-m.s.Incoming.slots
+	if c := m.report.Load(); c != nil {
+		c.release()
 	}
-	m.report = nil
 }
 
 func (m *Message) incomingHeader(name, value string) {
-	if m.report != nil {
-		m.report.write(m.s.Incoming.MaxBytes, headerblock.Append(nil, name, value))
+	if c := m.report.Load(); c != nil {
+		c.write(m.s.Incoming.MaxBytes, headerblock.Append(nil, name, value))
 	}
 }
 
 func (m *Message) incomingEOH() {
-	if m.report != nil && !m.report.headered {
-		m.report.headered = true
-		m.report.write(m.s.Incoming.MaxBytes, []byte("\r\n"))
+	if c := m.report.Load(); c != nil && !c.headered {
+		c.headered = true
+		c.write(m.s.Incoming.MaxBytes, []byte("\r\n"))
 	}
 }
 
 func (m *Message) incomingBody(chunk []byte) {
-	if m.report != nil {
-		m.report.write(m.s.Incoming.MaxBytes, chunk)
+	if c := m.report.Load(); c != nil {
+		c.write(m.s.Incoming.MaxBytes, chunk)
 	}
 }
 
 // incomingEnd reads and stores the captured report mail; it returns
 // whether the message may be discarded.
 func (m *Message) incomingEnd(ctx context.Context, queueID string) (discard bool) {
-	c, h := m.report, m.s.Incoming
+	c, h := m.report.Load(), m.s.Incoming
 	if c == nil {
 		return false
 	}
-	m.incomingDone()
+	c.release()
 	where := "milter queue_id=" + queueID
 	if c.busy {
 		h.Ingester.Refused(where, fmt.Sprintf("more than %d report mails at once: delivered unread", MaxConcurrent))

@@ -134,8 +134,8 @@ type Message struct {
 	arSeen   int      // Authentication-Results fields so far (the protocol's 1-based index)
 	from     []string // From fields, kept only when signing is on
 	forged   []milter.HeaderRef
-	header   []byte   // the header block, kept only for failure reports
-	report   *capture // a report mail to a rua mailbox (incoming.go), else nil
+	header   []byte                  // the header block, kept only for failure reports
+	report   atomic.Pointer[capture] // a report mail to a rua mailbox (incoming.go); Abort may read it from another goroutine
 	result   *engine.Result
 	decision policy.Decision
 }
@@ -181,6 +181,9 @@ func (m *Message) Body(chunk []byte) {
 	m.em.Body(chunk)
 }
 
+// Abort may run on another goroutine while the session's goroutine is in
+// any other method (the connection closed at shutdown): it only frees the
+// report slot (once) and cancels the checks, both safe to do concurrently.
 func (m *Message) Abort() {
 	m.incomingDone()
 	m.em.Abort()

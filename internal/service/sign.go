@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/authmilter/authmilter/internal/config"
@@ -116,8 +117,12 @@ type signMessage struct {
 
 	fromDomain string
 	keys       []*dkimsign.LoadedKey
-	signer     *dkimsign.Signer
 	skip       string // why the message is not signed after all
+
+	// mu guards signer: Abort may run on another goroutine while the
+	// session's goroutine writes the body or finishes (shutdown).
+	mu     sync.Mutex
+	signer *dkimsign.Signer
 }
 
 func (m *signMessage) Recipient(string) {}
@@ -167,20 +172,37 @@ func (m *signMessage) EndOfHeaders() {
 		m.skip = "no signing rule matches the From domain"
 		return
 	}
-	m.signer = dkimsign.Start(m.header.Buf, m.keys, m.sg.Options)
+	sg := dkimsign.Start(m.header.Buf, m.keys, m.sg.Options)
+	m.mu.Lock()
+	m.signer = sg
+	m.mu.Unlock()
 }
 
 func (m *signMessage) Body(chunk []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.signer != nil {
 		_, _ = m.signer.Write(chunk) // never fails; errors come from Finish
 	}
 }
 
 func (m *signMessage) Abort() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.signer != nil {
 		m.signer.Abort()
 		m.signer = nil
 	}
+}
+
+// takeSigner hands the signer to End, so that a concurrent Abort finds
+// none.
+func (m *signMessage) takeSigner() *dkimsign.Signer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sg := m.signer
+	m.signer = nil
+	return sg
 }
 
 // End completes the signatures and inserts them at the top of the header
@@ -191,12 +213,15 @@ func (m *signMessage) End(ctx context.Context, queueID string) milter.Verdict {
 	if !m.eoh {
 		m.skip = "message ended before its header did"
 	}
-	if m.signer == nil {
+	signer := m.takeSigner()
+	if signer == nil {
+		if m.skip == "" {
+			m.skip = "message aborted"
+		}
 		m.log(queueID, slog.LevelInfo, "message not signed", "why", m.skip)
 		return milter.Verdict{}
 	}
-	values, err := m.signer.Finish()
-	m.signer = nil
+	values, err := signer.Finish()
 	var v milter.Verdict
 	sigs := make([]string, 0, len(values))
 	for _, val := range values {
