@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -263,16 +264,20 @@ func decodes(text string) bool {
 }
 
 // commentText makes text from the migrated files safe inside a TOML
-// comment, which may hold no control character (TOML 1.0 §Comment): each
-// one is written as \xNN, so the postmaster still sees what was there.
+// comment, which may hold no control character and only valid UTF-8 (TOML
+// 1.0 §Comment): each such byte is written as \xNN, so the postmaster
+// still sees what was there.
 func commentText(s string) string {
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			fmt.Fprintf(&b, "\\x%02X", c)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || (r < 0x20 && r != '\t') || r == 0x7f {
+			fmt.Fprintf(&b, "\\x%02X", s[i])
+			i++
 			continue
 		}
-		b.WriteByte(s[i])
+		b.WriteString(s[i : i+n])
+		i += n
 	}
 	return b.String()
 }
