@@ -267,7 +267,15 @@ func policyKey(p PolicyPublished) string {
 func reportID(r *Report, minEntryID string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%s", r.Receiver, r.Begin.Unix(), r.End.Unix(), policyKey(r.Policy), minEntryID)
-	return r.Begin.UTC().Format("2006010215") + hex.EncodeToString(h.Sum(nil)[:8])
+	// A time before year 1 formats with a '-' (only a corrupted store has
+	// one): keep the digits, so the id stays 1*(ALPHA / DIGIT).
+	prefix := strings.Map(func(c rune) rune {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		return c
+	}, r.Begin.UTC().Format("2006010215"))
+	return prefix + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 func makeRow(rec *Record, envelopeTo bool) Row {
