@@ -137,6 +137,11 @@ type Message struct {
 	fromValues  []string
 	fromFields  int // From fields seen, kept or not
 	fromBytes   int
+	// firstFrom is fromValues[0] as startDiscovery parsed it: with the
+	// usual single From field, evaluateDMARC reuses it instead of parsing
+	// the same value again.
+	firstFrom    dmarc.From
+	firstFromErr error
 	discoveries map[string]*dmarc.Pending
 	dkim        *dkimverify.Verifier
 	signatures  int // DKIM-Signature fields seen
@@ -218,6 +223,9 @@ func (m *Message) Header(name, value string) {
 // so that the answer is usually in by the end of the message.
 func (m *Message) startDiscovery(value string) {
 	f, err := dmarc.ParseFrom([]string{value})
+	if len(m.fromValues) == 1 {
+		m.firstFrom, m.firstFromErr = f, err
+	}
 	if err != nil {
 		return
 	}
@@ -370,7 +378,10 @@ func (m *Message) evaluateDMARC(ctx context.Context, r *Result) {
 	if !m.e.o.DMARC {
 		return
 	}
-	f, err := dmarc.ParseFrom(m.fromValues)
+	f, err := m.firstFrom, m.firstFromErr
+	if len(m.fromValues) != 1 {
+		f, err = dmarc.ParseFrom(m.fromValues)
+	}
 	r.AuthorDomains, r.ShownDomains = f.Domains, f.Shown
 	all := f.All()
 	max := m.e.o.MaxAuthorDomains
