@@ -3,14 +3,12 @@ package service_test
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/authmilter/authmilter/internal/incoming"
 	"github.com/authmilter/authmilter/internal/milter"
 	"github.com/authmilter/authmilter/internal/service"
-	"github.com/authmilter/authmilter/internal/store"
 	"github.com/authmilter/authmilter/internal/testmilter"
 )
 
@@ -24,12 +22,7 @@ func TestAbortFromAnotherGoroutine(t *testing.T) {
 	logs := &testmilter.Logs{}
 	sg := newSigning(t, signingConfig(rsaKey, edKey, "relaxed/relaxed"), logs)
 
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "r.db"), SpoolDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	cfg := testmilter.Config(authservID, "127.0.0.1:9", 100e6)
 	cfg.Policy.IgnoreHosts = []string{}
 	log := testmilter.Logger(logs, 0)

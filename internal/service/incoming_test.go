@@ -31,12 +31,7 @@ func TestIncomingReportsThroughMilter(t *testing.T) {
 			name = "discard"
 		}
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			st, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "r.db"), SpoolDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := tempStore(t)
 			h := &harness{t: t, dns: dnstest.New(t, baseZone), logs: &testmilter.Logs{}}
 			cfg := testmilter.Config(authservID, h.dns.Addr(), 300*time.Millisecond)
 			cfg.Policy.IgnoreHosts = []string{}
@@ -111,12 +106,7 @@ func TestIncomingReportsThroughMilter(t *testing.T) {
 // kept at once; one more is delivered unread (counted invalid) and stores
 // nothing; once the others are aborted, the next one is read.
 func TestIncomingReportsSlots(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "r.db"), SpoolDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	h := &harness{t: t, dns: dnstest.New(t, baseZone), logs: &testmilter.Logs{}}
 	cfg := testmilter.Config(authservID, h.dns.Addr(), 300*time.Millisecond)
 	cfg.Policy.IgnoreHosts = []string{}
@@ -170,4 +160,17 @@ func TestIncomingReportsSlots(t *testing.T) {
 	if seen[incoming.Invalid] != 1 || seen[incoming.Stored] != 1 {
 		t.Errorf("observed %v", seen)
 	}
+}
+
+// tempStore opens a SQLite record store in a temporary directory, closed
+// when the test ends.
+func tempStore(t testing.TB) *store.Store {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), store.Options{SQLitePath: filepath.Join(dir, "r.db"), SpoolDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
