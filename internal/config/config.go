@@ -347,6 +347,7 @@ func (c *Config) normalize() {
 		c.Report.Receiver = a
 	}
 	c.normalizeARC()
+	c.normalizeFailureReports()
 }
 
 // knownKeys lists every dotted option name, from the struct tags.

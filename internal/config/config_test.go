@@ -170,6 +170,18 @@ func TestParseNormalizesDomains(t *testing.T) {
 		if _, err := Parse([]byte("[dmarc]\nignore_from_domains = [\"" + bad + "\"]\n")); err == nil {
 			t.Errorf("ignore_from_domains = [%q] accepted", bad)
 		}
+		if _, err := Parse([]byte("[failure_reports]\npolicy_domains = [\"" + bad + "\"]\n")); err == nil {
+			t.Errorf("failure_reports.policy_domains = [%q] accepted", bad)
+		}
+	}
+	// failure_reports.policy_domains likewise ("*" stays): the reporter
+	// compares them with the A-label policy domain as they are.
+	c, err = Parse([]byte("[failure_reports]\npolicy_domains = [\"Bücher.Example.\", \"*\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.FailureReports.PolicyDomains, " "); got != "xn--bcher-kva.example *" {
+		t.Errorf("failure_reports.policy_domains = %s", got)
 	}
 }
 

@@ -1,8 +1,9 @@
 package config
 
 import (
-	"strings"
 	"time"
+
+	"github.com/authmilter/authmilter/pkg/identity"
 )
 
 // FailureReports configures DMARC failure reports (RFC 9991, format RFC
@@ -68,7 +69,7 @@ func (c *Config) validateFailureReports() Errors {
 		bad("failure_reports.give_up_after", "must be at least 1m")
 	}
 	for _, d := range f.PolicyDomains {
-		if d == "" || (d != "*" && strings.ContainsAny(d, " \t@*")) {
+		if _, err := identity.ASCII(d); d != "*" && err != nil {
 			bad("failure_reports.policy_domains", `"`+d+`" is not a domain name (or "*" for every domain)`)
 		}
 	}
@@ -85,4 +86,14 @@ func (c *Config) validateFailureReports() Errors {
 		bad("failure_reports.enabled", `needs the store (store.backend is "off"): the queue and the rate limits live there`)
 	}
 	return es
+}
+
+// normalizeFailureReports puts the policy domains in the form they are
+// compared in (identity.ASCII); "*" stays.
+func (c *Config) normalizeFailureReports() {
+	for i, d := range c.FailureReports.PolicyDomains {
+		if a, err := identity.ASCII(d); err == nil {
+			c.FailureReports.PolicyDomains[i] = a
+		}
+	}
 }

@@ -165,10 +165,10 @@ func (r *Reporter) Offer(m Message) {
 }
 
 // allowed: the policy domain is listed, or below a listed domain, or "*".
+// Both are in identity.ASCII form: discovery's policy domain, and the
+// configuration's list (normalised when it was loaded).
 func (r *Reporter) allowed(dom string) bool {
-	dom = strings.ToLower(strings.TrimSuffix(dom, "."))
 	for _, a := range r.PolicyDomains {
-		a = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(a), "."))
 		if a == "*" || dom == a || strings.HasSuffix(dom, "."+a) {
 			return true
 		}
