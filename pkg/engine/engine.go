@@ -133,22 +133,22 @@ type Message struct {
 
 	spf, helo chan spfcheck.Result
 
-	header      headerblock.Block // the header block for DKIM and ARC, within the limits
-	fromValues  []string
-	fromFields  int // From fields seen, kept or not
-	fromBytes   int
+	header     headerblock.Block // the header block for DKIM and ARC, within the limits
+	fromValues []string
+	fromFields int // From fields seen, kept or not
+	fromBytes  int
 	// firstFrom is fromValues[0] as startDiscovery parsed it: with the
 	// usual single From field, evaluateDMARC reuses it instead of parsing
 	// the same value again.
 	firstFrom    dmarc.From
 	firstFromErr error
-	discoveries map[string]*dmarc.Pending
-	dkim        *dkimverify.Verifier
-	signatures  int // DKIM-Signature fields seen
-	arcFields   int // ARC fields seen
-	arc         *arc.Validator
-	eohDone     bool
-	finishOnce  sync.Once
+	discoveries  map[string]*dmarc.Pending
+	dkim         *dkimverify.Verifier
+	signatures   int // DKIM-Signature fields seen
+	arcFields    int // ARC fields seen
+	arc          *arc.Validator
+	eohDone      bool
+	finishOnce   sync.Once
 }
 
 // Begin starts evaluating a message: SPF lookups start now. ctx bounds all
